@@ -1,0 +1,162 @@
+"""The storage contract: buckets, objects and multipart uploads as names and opaque bytes.
+
+Storage knows nothing of HTTP, keys or encryption. An object is a byte stream plus a record:
+``size``, ``etag`` and ``last_modified`` (which listings need) and ``meta``, a JSON-serialisable
+dict owned by the gateway (content headers, user metadata, checksums, SSE envelope...) that storage
+persists verbatim and never interprets.
+
+Writes go through a writer: bytes are streamed into a staging file, then ``commit`` makes the
+object visible in one atomic step (fsync + rename of the sidecar record). ``abort`` throws the
+staging data away. Readers opened before a commit keep reading the old bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol
+
+__all__ = [
+    "BucketInfo", "ObjectInfo", "ListResult", "PartInfo", "UploadInfo", "ListUploadsResult",
+    "ObjectWriter", "ObjectReader", "ObjectStore",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketInfo:
+    name: str
+    created: float            # epoch seconds
+    region: str
+    owner: str                # account id
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str                 # without quotes
+    last_modified: float      # epoch seconds
+    meta: dict[str, Any] = field(default_factory=dict)
+    # Byte size of each stored piece when the object was assembled from parts (multipart),
+    # in order; None for a single-piece object.
+    part_sizes: list[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    objects: list[ObjectInfo]         # meta may be empty in listings
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_marker: str | None           # last key or common prefix returned when truncated
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    part_number: int
+    size: int
+    etag: str                 # without quotes
+    last_modified: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    upload_id: str
+    key: str
+    initiated: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ListUploadsResult:
+    uploads: list[UploadInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_upload_id_marker: str | None
+
+
+class ObjectWriter(Protocol):
+    """A staged object (or part) being written. Exactly one of commit/abort must be called."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    @property
+    def size(self) -> int: ...
+
+    async def commit(self, etag: str, meta: dict[str, Any]) -> ObjectInfo | PartInfo:
+        """fsync + atomic rename; returns the committed record. Raises NoSuchBucket /
+        NoSuchUpload if the bucket or upload disappeared meanwhile."""
+
+    async def abort(self) -> None: ...
+
+
+class ObjectReader(Protocol):
+    """An open object. Holds its data files open so a concurrent overwrite or delete does not
+    change what this reader returns."""
+
+    info: ObjectInfo
+
+    def read(self, start: int = 0, end: int | None = None,
+             chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end) (end exclusive, None = to the end) across all pieces."""
+
+    async def close(self) -> None: ...
+
+
+class ObjectStore(Protocol):
+    """Operations named after S3's. Errors are ``storage.errors.StorageError`` subclasses."""
+
+    # -- lifecycle
+    async def open(self) -> None:
+        """Create directories, sweep staging debris, reconcile indexes."""
+
+    async def close(self) -> None: ...
+
+    # -- buckets
+    async def create_bucket(self, name: str, *, region: str, owner: str) -> BucketInfo:
+        """Raises BucketExists (with .owner) if the bucket exists."""
+
+    async def head_bucket(self, name: str) -> BucketInfo: ...
+    async def delete_bucket(self, name: str) -> None:
+        """Raises BucketNotEmpty if it holds objects or in-progress multipart uploads."""
+
+    async def list_buckets(self) -> list[BucketInfo]: ...
+
+    async def put_bucket_config(self, name: str, kind: str, doc: dict[str, Any] | None) -> None:
+        """Store (or with None delete) a named per-bucket JSON document, e.g. "encryption"."""
+
+    async def get_bucket_config(self, name: str, kind: str) -> dict[str, Any] | None: ...
+
+    # -- objects
+    async def open_writer(self, bucket: str, key: str) -> ObjectWriter: ...
+    async def open_object(self, bucket: str, key: str) -> ObjectReader:
+        """Raises NoSuchKey."""
+
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo: ...
+    async def delete_object(self, bucket: str, key: str) -> bool:
+        """True if something was deleted; deleting a missing key is not an error."""
+
+    async def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                           start_after: str = "", max_keys: int = 1000) -> ListResult:
+        """Keys > start_after in UTF-8 byte order. Each common prefix counts toward max_keys."""
+
+    # -- multipart
+    async def create_multipart_upload(self, bucket: str, key: str,
+                                      meta: dict[str, Any]) -> UploadInfo: ...
+    async def get_multipart_upload(self, bucket: str, upload_id: str) -> UploadInfo:
+        """Raises NoSuchUpload."""
+
+    async def open_part_writer(self, bucket: str, upload_id: str,
+                               part_number: int) -> ObjectWriter: ...
+    async def list_parts(self, bucket: str, upload_id: str) -> list[PartInfo]:
+        """All committed parts, ascending part number."""
+
+    async def complete_multipart_upload(self, bucket: str, upload_id: str,
+                                        part_numbers: list[int], etag: str,
+                                        meta: dict[str, Any]) -> ObjectInfo:
+        """Assemble the named parts (without copying their bytes) into the object, atomically;
+        the upload disappears. Raises NoSuchUpload, InvalidPart."""
+
+    async def abort_multipart_upload(self, bucket: str, upload_id: str) -> None: ...
+    async def list_multipart_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                     key_marker: str = "", upload_id_marker: str = "",
+                                     max_uploads: int = 1000) -> ListUploadsResult: ...
