@@ -1,0 +1,106 @@
+"""The aiohttp application: one factory, typed state, one dispatcher.
+
+Every request but the unsigned ``GET /health`` is authenticated (SigV4 or SigV2), routed on the
+credential-scope service (``s3`` today; ``kms``, ``iam`` come with their issues), parsed into a
+typed S3 operation and dispatched to its handler.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway import auth
+from gateway.auth.types import Credential
+from gateway.config import Config
+from gateway.credentials import load_or_create_root
+from gateway.middleware import error_middleware, on_prepare
+from gateway.s3 import bucket, copy, listing, multipart, object_get, object_put
+from gateway.s3.common import S3Call
+from gateway.s3.errors import S3Error
+from gateway.s3.router import parse_request
+from storage.base import ObjectStore
+from storage.fs import FSObjectStore
+
+__all__ = ["make_app", "CONFIG", "STORE", "CREDENTIALS"]
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", ObjectStore)
+CREDENTIALS = web.AppKey("credentials", dict)
+
+Handler = Callable[[S3Call], Awaitable[web.StreamResponse]]
+S3_HANDLERS: dict[str, Handler] = {
+    **bucket.HANDLERS, **listing.HANDLERS, **object_get.HANDLERS, **object_put.HANDLERS,
+    **copy.HANDLERS, **multipart.HANDLERS,
+}
+_UNSIGNED_PATHS = {"/health"}
+
+
+def _vhost_bucket(host: str | None, domains: tuple[str, ...]) -> str | None:
+    if not host:
+        return None
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.lower().rstrip(".")
+    for domain in domains:
+        if name.endswith("." + domain):
+            return name[: -len(domain) - 1]
+    return None
+
+
+def _is_unsigned(request: web.Request) -> bool:
+    return ("Authorization" not in request.headers and "X-Amz-Signature" not in request.query
+            and "Signature" not in request.query)
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    if request.path in _UNSIGNED_PATHS and request.method == "GET" and _is_unsigned(request):
+        return await _health(request)
+    cfg = request.app[CONFIG]
+    creds = request.app[CREDENTIALS]
+    service = auth.peek_service(request.raw_path, request.headers)
+    if service != "s3":
+        raise S3Error("NotImplemented", f"The {service} service is not available on this "
+                      "endpoint yet")
+    vhost = _vhost_bucket(request.headers.get("Host"), cfg.domains)
+    ctx = auth.authenticate(request.method, request.raw_path, request.headers, creds.get,
+                            clock=time.time, server_region=cfg.region, vhost_bucket=vhost)
+    if ctx.credential is None:
+        raise S3Error("AccessDenied")
+    op = parse_request(request.method, request.raw_path, vhost)
+    if op.operation == "PutObject" and "x-amz-copy-source" in request.headers:
+        op.operation = "CopyObject"
+    handler = S3_HANDLERS.get(op.operation)
+    if handler is None:
+        raise S3Error("NotImplemented")
+    call = S3Call(request=request, op=op, auth=ctx, store=request.app[STORE], config=cfg)
+    return await handler(call)
+
+
+def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 ** 2)
+    app[CONFIG] = cfg
+    app[STORE] = store or FSObjectStore(cfg.data_dir / "s3")
+    root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
+    table: dict[str, Credential] = {root.credential.access_key_id: root.credential}
+    app[CREDENTIALS] = table
+
+    async def storage_ctx(app: web.Application):
+        await app[STORE].open()
+        yield
+        await app[STORE].close()
+
+    app.cleanup_ctx.append(storage_ctx)
+    app.on_response_prepare.append(on_prepare)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+def describe(cfg: Config) -> str:
+    return json.dumps({"host": cfg.host, "port": cfg.port, "data_dir": str(cfg.data_dir),
+                       "region": cfg.region, "tls": cfg.tls})

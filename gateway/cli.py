@@ -1,0 +1,144 @@
+"""The ``coffer`` command.
+
+    coffer serve   run the gateway (S3 today; KMS, IAM faces join on the same port)
+    coffer fsck    rebuild derived listing indexes from the object records
+
+Flags of ``serve`` follow DESIGN.md "Data dir and command line"; each has a ``COFFER_<NAME>``
+environment twin.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import ssl
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.config import Config, env_default
+from gateway.credentials import load_or_create_root
+
+__all__ = ["main", "build_parser", "config_from_args"]
+
+
+def _bool_env(name: str) -> bool:
+    return (env_default(name, "") or "").lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coffer", description="Coffer: an S3-compatible "
+                                     "object store with SSE-KMS and a built-in KMS")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", default=env_default("host", "127.0.0.1"),
+                       help="address to bind (COFFER_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=int(env_default("port", "9000") or 9000),
+                       help="port (COFFER_PORT, default 9000)")
+    _data_dir_arg(serve)
+    serve.add_argument("--region", default=env_default("region", "us-east-1"),
+                       help="region (COFFER_REGION, default us-east-1)")
+    serve.add_argument("--tls", action="store_true", default=_bool_env("tls"),
+                       help="serve HTTPS (COFFER_TLS); self-signed for localhost unless "
+                            "--tls-cert/--tls-key are given")
+    serve.add_argument("--tls-cert", default=env_default("tls_cert"),
+                       help="PEM certificate chain (COFFER_TLS_CERT)")
+    serve.add_argument("--tls-key", default=env_default("tls_key"),
+                       help="PEM private key (COFFER_TLS_KEY)")
+    serve.add_argument("--domain", action="append", default=None,
+                       help="domain for virtual-host-style buckets, repeatable "
+                            "(COFFER_DOMAIN, comma-separated; default localhost)")
+    serve.add_argument("--log-level", default=env_default("log_level", "INFO"))
+    fsck = sub.add_parser("fsck", help="rebuild listing indexes from object records")
+    _data_dir_arg(fsck)
+    return parser
+
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=env_default("data_dir", "./coffer-data"),
+                   help="data directory (COFFER_DATA_DIR, default ./coffer-data)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    domains = args.domain or [d for d in (env_default("domain", "localhost") or "").split(",")
+                              if d]
+    return Config(host=args.host, port=args.port, data_dir=Path(args.data_dir),
+                  region=args.region, tls=bool(args.tls or args.tls_cert),
+                  tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+                  tls_key=Path(args.tls_key) if args.tls_key else None,
+                  domains=tuple(domains),
+                  root_access_key=env_default("root_access_key"),
+                  root_secret_key=env_default("root_secret_key"))
+
+
+def _ssl_context(cfg: Config) -> tuple[ssl.SSLContext, Path | None]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if cfg.tls_cert:
+        ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        return ctx, None
+    from kms.crypto.tls import ensure_self_signed
+    files = ensure_self_signed(cfg.data_dir / "tls", cfg.domains)
+    ctx.load_cert_chain(files.cert, files.key)
+    return ctx, files.ca
+
+
+def serve(cfg: Config) -> int:
+    from gateway.app import make_app
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
+    scheme = "https" if cfg.tls else "http"
+    ssl_ctx, ca = _ssl_context(cfg) if cfg.tls else (None, None)
+    out = sys.stdout
+    print(f"Coffer listening on {scheme}://{cfg.host}:{cfg.port}  (data dir {cfg.data_dir}, "
+          f"region {cfg.region})", file=out)
+    if root.created:
+        # Printed exactly once, on the start that created them; kept 0600 in the data dir.
+        print("Root credentials (shown once; stored in "
+              f"{cfg.data_dir / 'root-credentials.json'}):", file=out)
+        print(f"  AWS_ACCESS_KEY_ID={root.credential.access_key_id}", file=out)
+        print(f"  AWS_SECRET_ACCESS_KEY={root.credential.secret_access_key}", file=out)
+    else:
+        print(f"Root access key: {root.credential.access_key_id} "
+              f"(secret in {cfg.data_dir / 'root-credentials.json'})", file=out)
+    if ca is not None:
+        print(f"TLS CA certificate: {ca}  (export AWS_CA_BUNDLE={ca})", file=out)
+    out.flush()
+    web.run_app(make_app(cfg), host=cfg.host, port=cfg.port, ssl_context=ssl_ctx, print=None,
+                access_log=None, handle_signals=True, shutdown_timeout=10)
+    return 0
+
+
+def fsck(data_dir: Path) -> int:
+    from storage.fs import FSObjectStore
+
+    async def run() -> None:
+        store = FSObjectStore(data_dir / "s3")
+        await store.open()
+        try:
+            for b in await store.list_buckets():
+                count = await store.rebuild_index(b.name)
+                print(f"{b.name}: index rebuilt ({count} objects)")
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return serve(config_from_args(args))
+    if args.command == "fsck":
+        return fsck(Path(args.data_dir))
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

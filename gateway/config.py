@@ -1,0 +1,35 @@
+"""Server configuration: the command-line contract of DESIGN.md ("Data dir and command line").
+
+Every flag has an environment twin ``COFFER_<NAME>``; flags win over the environment, the
+environment over the defaults.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Config", "env_default"]
+
+
+def env_default(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"COFFER_{name.upper().replace('-', '_')}", default)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    data_dir: Path = Path("./coffer-data")
+    region: str = "us-east-1"
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Host names under which virtual-host-style addressing is recognised (bucket.<domain>).
+    domains: tuple[str, ...] = ("localhost",)
+    root_access_key: str | None = None
+    root_secret_key: str | None = field(default=None, repr=False)
+    # Allowed difference between a request's signing time and ours (AWS: 15 minutes).
+    max_clock_skew: float = 900.0
+    max_object_size: int = 5 * 1024 ** 3
+    min_part_size: int = 5 * 1024 ** 2

@@ -1,0 +1,130 @@
+"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
+and the fixed answers for ACL and versioning that clients probe for."""
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from gateway.auth.payload import read_body
+from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
+from gateway.s3.errors import S3Error
+from gateway.s3.router import validate_bucket_name
+from gateway.s3.xml import iso8601, parse, render, text_of
+from storage import errors as se
+
+__all__ = ["HANDLERS"]
+
+_REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+_CANNED_ACLS = {"private", "public-read", "public-read-write", "authenticated-read",
+                "bucket-owner-read", "bucket-owner-full-control", "aws-exec-read",
+                "log-delivery-write"}
+
+
+def _owner(call: S3Call) -> dict[str, str]:
+    return {"ID": call.account, "DisplayName": call.account}
+
+
+async def list_buckets(call: S3Call) -> web.StreamResponse:
+    buckets = await call.store.list_buckets()
+    owned = [b for b in buckets if b.owner == call.account]
+    body = render("ListAllMyBucketsResult", {
+        "Owner": _owner(call),
+        "Buckets": {"Bucket": [{"Name": b.name, "CreationDate": iso8601(b.created),
+                                "BucketRegion": b.region} for b in owned]} if owned else None,
+    })
+    return xml_response(body)
+
+
+async def create_bucket(call: S3Call) -> web.StreamResponse:
+    validate_bucket_name(call.bucket)
+    acl = call.request.headers.get("x-amz-acl")
+    if acl is not None and acl not in _CANNED_ACLS:
+        raise S3Error("InvalidArgument", "Invalid canned ACL", ArgumentName="x-amz-acl")
+    region = call.config.region
+    body = await read_body(call.request.content, call.request.headers, call.auth, 64 * 1024)
+    if body.strip():
+        doc = parse(body)
+        if doc.tag != "CreateBucketConfiguration":
+            raise S3Error("MalformedXML")
+        constraint = text_of(doc, "LocationConstraint")
+        if constraint is not None:
+            # AWS refuses an explicit us-east-1 constraint; the default region is implicit.
+            if constraint == "us-east-1" or not _REGION_RE.match(constraint):
+                raise S3Error("InvalidLocationConstraint", LocationConstraint=constraint)
+            region = constraint
+    try:
+        await call.store.create_bucket(call.bucket, region=region, owner=call.account)
+    except se.BucketExists as exc:
+        if exc.owner == call.account:
+            raise S3Error("BucketAlreadyOwnedByYou", BucketName=call.bucket) from exc
+        raise S3Error("BucketAlreadyExists", BucketName=call.bucket) from exc
+    return web.Response(status=200, headers={"Location": f"/{call.bucket}"})
+
+
+async def head_bucket(call: S3Call) -> web.StreamResponse:
+    info = await require_bucket(call)
+    return web.Response(status=200, headers={"x-amz-bucket-region": info.region})
+
+
+async def delete_bucket(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    try:
+        await call.store.delete_bucket(call.bucket)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket) from exc
+    return web.Response(status=204)
+
+
+async def get_bucket_location(call: S3Call) -> web.StreamResponse:
+    info = await require_bucket(call)
+    # us-east-1 is reported as an empty LocationConstraint, as AWS does.
+    region = "" if info.region == "us-east-1" else info.region
+    return xml_response(render("LocationConstraint", {"#text": region}))
+
+
+async def get_acl(call: S3Call) -> web.StreamResponse:
+    """The owner has FULL_CONTROL; Coffer has no ACLs beyond that (policies come later)."""
+    await require_bucket(call)
+    if call.op.key is not None:
+        try:
+            await call.store.head_object(call.bucket, call.key)
+        except se.StorageError as exc:
+            raise storage_error(exc, call.bucket, call.key) from exc
+    owner = _owner(call)
+    body = render("AccessControlPolicy", {
+        "Owner": owner,
+        "AccessControlList": {"Grant": [{
+            "Grantee": {"@xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
+                        "@xsi:type": "CanonicalUser", **owner},
+            "Permission": "FULL_CONTROL"}]},
+    })
+    return xml_response(body)
+
+
+async def put_acl(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    acl = call.request.headers.get("x-amz-acl", "private")
+    if acl != "private":
+        raise S3Error("NotImplemented", "Only the private canned ACL is supported")
+    await read_body(call.request.content, call.request.headers, call.auth, 64 * 1024)
+    return web.Response(status=200)
+
+
+async def get_bucket_versioning(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    return xml_response(render("VersioningConfiguration", {}))
+
+
+HANDLERS = {
+    "ListBuckets": list_buckets,
+    "CreateBucket": create_bucket,
+    "HeadBucket": head_bucket,
+    "DeleteBucket": delete_bucket,
+    "GetBucketLocation": get_bucket_location,
+    "GetBucketAcl": get_acl,
+    "GetObjectAcl": get_acl,
+    "PutBucketAcl": put_acl,
+    "PutObjectAcl": put_acl,
+    "GetBucketVersioning": get_bucket_versioning,
+}

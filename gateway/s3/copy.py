@@ -1,0 +1,139 @@
+"""CopyObject and UploadPartCopy.
+
+The source is read through the same reader a GET uses and streamed into a new writer, so a
+copy is as atomic as a PUT. ``x-amz-metadata-directive`` COPY keeps the source's content
+headers and user metadata; REPLACE takes them from the request. Copying an object onto itself
+is refused unless something changes (S3: "This copy request is illegal...").
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import AsyncIterator
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from gateway.s3.common import (S3Call, meta_from_headers, quote_etag, require_bucket,
+                               storage_error, xml_response)
+from gateway.s3.errors import S3Error
+from gateway.s3.object_get import check_preconditions
+from gateway.s3.object_put import check_write_preconditions, write_and_commit
+from gateway.s3.router import MAX_KEY_BYTES
+from gateway.s3.xml import iso8601, render
+from storage import errors as se
+from storage.base import ObjectReader
+
+__all__ = ["HANDLERS", "parse_copy_source", "open_copy_source", "copy_source_range"]
+
+_COPY_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_CHUNK = 1 << 20
+
+
+def parse_copy_source(value: str | None) -> tuple[str, str]:
+    """``x-amz-copy-source``: ``[/]bucket/key[?versionId=...]``, URL-encoded."""
+    if not value:
+        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: "
+                      "sourcebucket/sourcekey", ArgumentName="x-amz-copy-source")
+    path, _, query = value.partition("?")
+    if query and not query.startswith("versionId="):
+        raise S3Error("InvalidArgument", "Unsupported copy source parameter.",
+                      ArgumentName="x-amz-copy-source")
+    if query and query not in ("versionId=null", "versionId="):
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
+    decoded = unquote(path).lstrip("/")
+    bucket, sep, key = decoded.partition("/")
+    if not bucket or not sep or not key:
+        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: "
+                      "sourcebucket/sourcekey", ArgumentName="x-amz-copy-source")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError")
+    return bucket, key
+
+
+async def open_copy_source(call: S3Call) -> tuple[ObjectReader, tuple[str, str]]:
+    bucket, key = parse_copy_source(call.request.headers.get("x-amz-copy-source"))
+    try:
+        src_bucket = await call.store.head_bucket(bucket)
+    except se.StorageError as exc:
+        raise storage_error(exc, bucket) from exc
+    if src_bucket.owner != call.account:
+        raise S3Error("AccessDenied")
+    try:
+        reader = await call.store.open_object(bucket, key)
+    except se.StorageError as exc:
+        raise storage_error(exc, bucket, key) from exc
+    try:
+        check_preconditions(call.request.headers, reader.info, prefix="x-amz-copy-source-",
+                            not_modified_code="PreconditionFailed")
+    except BaseException:
+        await reader.close()
+        raise
+    return reader, (bucket, key)
+
+
+def copy_source_range(value: str | None, size: int) -> tuple[int, int]:
+    """``x-amz-copy-source-range: bytes=first-last`` (both required); bad -> InvalidArgument."""
+    if value is None:
+        return 0, size
+    m = _COPY_RANGE_RE.match(value.strip())
+    if not m or int(m.group(2)) < int(m.group(1)) or int(m.group(2)) >= size:
+        raise S3Error("InvalidArgument", "Range specified is not valid for source object of "
+                      f"size: {size}", ArgumentName="x-amz-copy-source-range",
+                      ArgumentValue=value)
+    return int(m.group(1)), int(m.group(2)) + 1
+
+
+async def md5_stream(reader: ObjectReader, start: int, end: int, md5) -> AsyncIterator[bytes]:
+    async for chunk in reader.read(start, end, _CHUNK):
+        md5.update(chunk)
+        yield chunk
+
+
+async def copy_object(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    headers = call.request.headers
+    directive = headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.",
+                      ArgumentName="x-amz-metadata-directive", ArgumentValue=directive)
+    reader, source = await open_copy_source(call)
+    try:
+        src = reader.info
+        if src.size > call.config.max_object_size:
+            raise S3Error("InvalidRequest", "The specified copy source is larger than the "
+                          "maximum allowable size for a copy source: 5368709120")
+        same = source == (call.bucket, call.key)
+        if directive == "REPLACE":
+            meta = meta_from_headers(headers)
+        else:
+            meta = {k: v for k, v in src.meta.items() if k not in ("checksums", "checksum_type")}
+            if "x-amz-storage-class" in headers:
+                meta["storage_class"] = meta_from_headers(headers)["storage_class"]
+        if same and directive == "COPY" and "x-amz-storage-class" not in headers:
+            raise S3Error("InvalidRequest", "This copy request is illegal because it is trying "
+                          "to copy an object to itself without changing the object's metadata, "
+                          "storage class, website redirect location or encryption attributes.")
+        await check_write_preconditions(call)
+        try:
+            writer = await call.store.open_writer(call.bucket, call.key)
+        except se.StorageError as exc:
+            raise storage_error(exc, call.bucket, call.key) from exc
+        md5 = hashlib.md5()
+
+        def finish():
+            meta["checksums"] = {}
+            return md5.hexdigest(), meta
+
+        try:
+            info = await write_and_commit(writer, md5_stream(reader, 0, src.size, md5), finish)
+        except se.StorageError as exc:
+            raise storage_error(exc, call.bucket, call.key) from exc
+    finally:
+        await reader.close()
+    body = render("CopyObjectResult", {"LastModified": iso8601(info.last_modified),
+                                       "ETag": quote_etag(info.etag)})
+    return xml_response(body)
+
+
+HANDLERS = {"CopyObject": copy_object}

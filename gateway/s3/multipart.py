@@ -1,0 +1,266 @@
+"""Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts,
+ListMultipartUploads.
+
+Complete follows S3's rules: parts listed in ascending order (InvalidPartOrder), each named part
+uploaded with the ETag given (InvalidPart), every part but the last at least 5 MiB
+(EntityTooSmall). The object's ETag is ``md5(part md5s concatenated)-N``; a checksum named at
+Create becomes the COMPOSITE checksum ``alg(part checksums concatenated)-N``.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from aiohttp import web
+
+from gateway.auth.checksums import make_checksum
+from gateway.auth.payload import PayloadReader, read_body
+from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
+                               require_bucket, storage_error, xml_response)
+from gateway.s3.copy import copy_source_range, md5_stream, open_copy_source
+from gateway.s3.errors import S3Error
+from gateway.s3.listing import max_keys_arg
+from gateway.s3.object_put import checksum_headers, composite_md5, write_and_commit
+from gateway.s3.xml import children, iso8601, parse, render, text_of
+from storage import errors as se
+from storage.base import UploadInfo
+
+__all__ = ["HANDLERS"]
+
+_MAX_PART_NUMBER = 10_000
+_CHECKSUM_ALGORITHMS = {"CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"}
+
+
+def _part_number(raw: str | None) -> int:
+    try:
+        number = int(raw or "")
+    except ValueError:
+        number = 0
+    if not 1 <= number <= _MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, "
+                      "inclusive", ArgumentName="partNumber", ArgumentValue=raw or "")
+    return number
+
+
+async def _upload(call: S3Call) -> UploadInfo:
+    upload_id = call.op.query.get("uploadId", "")
+    try:
+        upload = await call.store.get_multipart_upload(call.bucket, upload_id)
+    except se.StorageError as exc:
+        raise S3Error("NoSuchUpload", UploadId=upload_id) from exc
+    if upload.key != call.key:
+        raise S3Error("NoSuchUpload", UploadId=upload_id)
+    return upload
+
+
+async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    meta = meta_from_headers(call.request.headers)
+    algorithm = call.request.headers.get("x-amz-checksum-algorithm")
+    if algorithm is not None:
+        algorithm = algorithm.upper()
+        if algorithm not in _CHECKSUM_ALGORITHMS:
+            raise S3Error("InvalidRequest", "Checksum algorithm provided is unsupported. Please "
+                          "try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, "
+                          "SHA1, SHA256]")
+        meta["checksum_algorithm"] = algorithm
+    try:
+        upload = await call.store.create_multipart_upload(call.bucket, call.key, meta)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+    headers = {"x-amz-checksum-algorithm": algorithm} if algorithm else None
+    body = render("InitiateMultipartUploadResult", {
+        "Bucket": call.bucket, "Key": call.key, "UploadId": upload.upload_id})
+    return xml_response(body, headers=headers)
+
+
+async def upload_part(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    number = _part_number(call.op.query.get("partNumber"))
+    upload = await _upload(call)
+    if "x-amz-copy-source" in call.request.headers:
+        return await _upload_part_copy(call, upload, number)
+    payload = PayloadReader(call.request.content, call.request.headers, call.auth,
+                            max_size=call.config.max_object_size)
+    try:
+        writer = await call.store.open_part_writer(call.bucket, upload.upload_id, number)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+
+    def finish():
+        return payload.md5_hex, {"checksums": dict(payload.checksums)}
+
+    try:
+        part = await write_and_commit(writer, payload, finish)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+    headers = {"ETag": quote_etag(part.etag)}
+    headers.update({k: v for k, v in checksum_headers(part.meta).items()
+                    if k != "x-amz-checksum-type"})
+    return web.Response(status=200, headers=headers)
+
+
+async def _upload_part_copy(call: S3Call, upload: UploadInfo, number: int) -> web.StreamResponse:
+    reader, _ = await open_copy_source(call)
+    try:
+        start, end = copy_source_range(call.request.headers.get("x-amz-copy-source-range"),
+                                       reader.info.size)
+        try:
+            writer = await call.store.open_part_writer(call.bucket, upload.upload_id, number)
+        except se.StorageError as exc:
+            raise storage_error(exc, call.bucket, call.key) from exc
+        md5 = hashlib.md5()
+        part = await write_and_commit(writer, md5_stream(reader, start, end, md5),
+                                      lambda: (md5.hexdigest(), {"checksums": {}}))
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+    finally:
+        await reader.close()
+    body = render("CopyPartResult", {"LastModified": iso8601(part.last_modified),
+                                     "ETag": quote_etag(part.etag)})
+    return xml_response(body)
+
+
+def _requested_parts(doc) -> list[tuple[int, str]]:
+    if doc.tag != "CompleteMultipartUpload":
+        raise S3Error("MalformedXML")
+    parts = []
+    for elem in children(doc, "Part"):
+        number_text = text_of(elem, "PartNumber")
+        etag_text = text_of(elem, "ETag")
+        if number_text is None or etag_text is None:
+            raise S3Error("MalformedXML")
+        try:
+            number = int(number_text.strip())
+        except ValueError as exc:
+            raise S3Error("MalformedXML") from exc
+        parts.append((number, parse_etag(etag_text)))
+    if not parts:
+        raise S3Error("MalformedXML")
+    return parts
+
+
+async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    upload = await _upload(call)
+    body = await read_body(call.request.content, call.request.headers, call.auth, 4 * 1024 * 1024)
+    requested = _requested_parts(parse(body))
+    numbers = [n for n, _ in requested]
+    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+        raise S3Error("InvalidPartOrder", UploadId=upload.upload_id)
+    stored = {p.part_number: p for p in await call.store.list_parts(call.bucket,
+                                                                    upload.upload_id)}
+    for i, (number, etag) in enumerate(requested):
+        part = stored.get(number)
+        if part is None or part.etag != etag:
+            raise S3Error("InvalidPart", UploadId=upload.upload_id, PartNumber=str(number),
+                          ETag=etag)
+        if i < len(requested) - 1 and part.size < call.config.min_part_size:
+            raise S3Error("EntityTooSmall", ProposedSize=str(part.size),
+                          MinSizeAllowed=str(call.config.min_part_size),
+                          PartNumber=str(number), ETag=etag)
+    chosen = [stored[n] for n in numbers]
+    meta = dict(upload.meta)
+    algorithm = meta.pop("checksum_algorithm", None)
+    meta["checksums"], meta["checksum_type"] = {}, None
+    if algorithm and all(algorithm in p.meta.get("checksums", {}) for p in chosen):
+        combined = make_checksum(algorithm)
+        for p in chosen:
+            combined.update(base64.b64decode(p.meta["checksums"][algorithm]))
+        meta["checksums"] = {algorithm: f"{combined.b64()}-{len(chosen)}"}
+        meta["checksum_type"] = "COMPOSITE"
+    etag = composite_md5([p.etag for p in chosen])
+    try:
+        info = await call.store.complete_multipart_upload(call.bucket, upload.upload_id, numbers,
+                                                          etag, meta)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+    result = {"Location": f"/{call.bucket}/{call.key}", "Bucket": call.bucket,
+              "Key": call.key, "ETag": quote_etag(info.etag)}
+    for alg, value in meta["checksums"].items():
+        result[f"Checksum{alg}"] = value
+    return xml_response(render("CompleteMultipartUploadResult", result))
+
+
+async def abort_multipart_upload(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    upload = await _upload(call)
+    try:
+        await call.store.abort_multipart_upload(call.bucket, upload.upload_id)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+    return web.Response(status=204)
+
+
+async def list_parts(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    upload = await _upload(call)
+    q = call.op.query
+    max_parts = max_keys_arg(q, "max-parts")
+    try:
+        marker = int(q.get("part-number-marker") or 0)
+    except ValueError as exc:
+        raise S3Error("InvalidArgument", "Invalid part number marker",
+                      ArgumentName="part-number-marker") from exc
+    parts = [p for p in await call.store.list_parts(call.bucket, upload.upload_id)
+             if p.part_number > marker]
+    page, truncated = parts[:max_parts], len(parts) > max_parts
+    owner = {"ID": call.account, "DisplayName": call.account}
+    algorithm = upload.meta.get("checksum_algorithm")
+    items = []
+    for p in page:
+        item = {"PartNumber": str(p.part_number), "LastModified": iso8601(p.last_modified),
+                "ETag": quote_etag(p.etag), "Size": str(p.size)}
+        for alg, value in p.meta.get("checksums", {}).items():
+            item[f"Checksum{alg}"] = value
+        items.append(item)
+    body = render("ListPartsResult", {
+        "Bucket": call.bucket, "Key": call.key, "UploadId": upload.upload_id,
+        "Initiator": owner, "Owner": owner, "StorageClass": "STANDARD",
+        "PartNumberMarker": str(marker),
+        "NextPartNumberMarker": str(page[-1].part_number) if page else None,
+        "MaxParts": str(max_parts), "IsTruncated": truncated,
+        "ChecksumAlgorithm": algorithm,
+        "Part": items or None,
+    })
+    return xml_response(body)
+
+
+async def list_multipart_uploads(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    q = call.op.query
+    max_uploads = max_keys_arg(q, "max-uploads")
+    try:
+        result = await call.store.list_multipart_uploads(
+            call.bucket, prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
+            key_marker=q.get("key-marker", ""), upload_id_marker=q.get("upload-id-marker", ""),
+            max_uploads=max_uploads)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket) from exc
+    owner = {"ID": call.account, "DisplayName": call.account}
+    body = render("ListMultipartUploadsResult", {
+        "Bucket": call.bucket,
+        "KeyMarker": q.get("key-marker", ""),
+        "UploadIdMarker": q.get("upload-id-marker", ""),
+        "NextKeyMarker": result.next_key_marker,
+        "NextUploadIdMarker": result.next_upload_id_marker,
+        "Prefix": q.get("prefix") or None,
+        "Delimiter": q.get("delimiter") or None,
+        "MaxUploads": str(max_uploads),
+        "IsTruncated": result.is_truncated,
+        "Upload": [{"Key": u.key, "UploadId": u.upload_id, "Initiator": owner, "Owner": owner,
+                    "StorageClass": "STANDARD", "Initiated": iso8601(u.initiated)}
+                   for u in result.uploads] or None,
+        "CommonPrefixes": [{"Prefix": p} for p in result.common_prefixes] or None,
+    })
+    return xml_response(body)
+
+
+HANDLERS = {
+    "CreateMultipartUpload": create_multipart_upload,
+    "UploadPart": upload_part,
+    "CompleteMultipartUpload": complete_multipart_upload,
+    "AbortMultipartUpload": abort_multipart_upload,
+    "ListParts": list_parts,
+    "ListMultipartUploads": list_multipart_uploads,
+}

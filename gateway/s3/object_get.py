@@ -1,0 +1,174 @@
+"""GetObject and HeadObject: conditional requests, ranges, ``response-*`` overrides.
+
+Preconditions follow RFC 9110 section 13.2.2 as S3 applies them: If-Match, then
+If-Unmodified-Since (ignored when If-Match is present), then If-None-Match, then
+If-Modified-Since (ignored when If-None-Match is present). A failed If-None-Match /
+If-Modified-Since on GET or HEAD is 304; a failed If-Match / If-Unmodified-Since is 412.
+"""
+from __future__ import annotations
+
+import re
+from email.utils import parsedate_to_datetime
+
+from aiohttp import web
+
+from gateway.s3.common import S3Call, object_headers, parse_etag, require_bucket, storage_error
+from gateway.s3.errors import S3Error
+from gateway.s3.object_put import checksum_headers
+from storage import errors as se
+from storage.base import ObjectInfo
+
+__all__ = ["HANDLERS", "parse_range", "check_preconditions"]
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+_STREAM_CHUNK = 1 << 20
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """``bytes=a-b`` -> (start, end exclusive); None means the whole object.
+
+    A syntactically invalid or multi-range header is ignored, as S3 does; a well-formed but
+    unsatisfiable one is InvalidRange (416).
+    """
+    if not value:
+        return None
+    m = _RANGE_RE.match(value.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first:
+        suffix = int(last)
+        if suffix == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - suffix), size
+    start = int(first)
+    end = int(last) + 1 if last else size
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, min(end, size)
+
+
+def _unsatisfiable(size: int) -> S3Error:
+    return S3Error("InvalidRange", headers={"Content-Range": f"bytes */{size}"},
+                   ActualObjectSize=str(size))
+
+
+def _http_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def check_preconditions(headers, info: ObjectInfo, *, prefix: str = "",
+                        not_modified_code: str = "NotModified") -> None:
+    """Raise PreconditionFailed / NotModified per the rules in the module docstring.
+
+    ``prefix`` is ``x-amz-copy-source-`` for CopyObject's source conditions, where a failed
+    If-None-Match / If-Modified-Since is PreconditionFailed, not NotModified.
+    """
+    last_modified = int(info.last_modified)
+    if_match = headers.get(prefix + "If-Match")
+    if_none = headers.get(prefix + "If-None-Match")
+    if if_match is not None:
+        tags = [parse_etag(t) for t in if_match.split(",")]
+        if "*" not in tags and info.etag not in tags:
+            raise S3Error("PreconditionFailed", Condition=prefix + "If-Match")
+    else:
+        since = _http_time(headers.get(prefix + "If-Unmodified-Since"))
+        if since is not None and last_modified > since:
+            raise S3Error("PreconditionFailed", Condition=prefix + "If-Unmodified-Since")
+    if if_none is not None:
+        tags = [parse_etag(t) for t in if_none.split(",")]
+        if "*" in tags or info.etag in tags:
+            raise _not_modified(info, not_modified_code, prefix + "If-None-Match")
+    else:
+        since = _http_time(headers.get(prefix + "If-Modified-Since"))
+        if since is not None and last_modified <= since:
+            raise _not_modified(info, not_modified_code, prefix + "If-Modified-Since")
+
+
+def _not_modified(info: ObjectInfo, code: str, condition: str) -> S3Error:
+    if code == "NotModified":
+        return S3Error("NotModified", headers={"ETag": f'"{info.etag}"'})
+    return S3Error(code, Condition=condition)
+
+
+def _part_range(call: S3Call, info: ObjectInfo) -> tuple[int, int] | None:
+    raw = call.op.query.get("partNumber")
+    if raw is None:
+        return None
+    try:
+        number = int(raw)
+    except ValueError as exc:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, "
+                      "inclusive", ArgumentName="partNumber", ArgumentValue=raw) from exc
+    sizes = info.part_sizes or [info.size]
+    if not 1 <= number <= len(sizes):
+        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable",
+                      status=416)
+    start = sum(sizes[:number - 1])
+    return start, start + sizes[number - 1]
+
+
+def _response_headers(call: S3Call, info: ObjectInfo) -> dict[str, str]:
+    headers = object_headers(info)
+    for param, header in _OVERRIDES.items():
+        if param in call.op.query:
+            headers[header] = call.op.query[param]
+    return headers
+
+
+async def get_object(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    head = call.request.method == "HEAD"
+    try:
+        reader = await call.store.open_object(call.bucket, call.key)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+    try:
+        info = reader.info
+        check_preconditions(call.request.headers, info)
+        headers = _response_headers(call, info)
+        part = _part_range(call, info)
+        rng = part or parse_range(call.request.headers.get("Range"), info.size)
+        if part is not None:
+            headers["x-amz-mp-parts-count"] = str(len(info.part_sizes or [1]))
+        status = 200
+        start, end = 0, info.size
+        if rng is not None:
+            start, end = rng
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}" \
+                if end > start else f"bytes */{info.size}"
+        elif call.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            # Full-object checksums only on full-object reads (a ranged response with them
+            # breaks botocore's validation).
+            headers.update(checksum_headers(info.meta))
+        headers["Content-Length"] = str(end - start)
+        resp = web.StreamResponse(status=status, headers=headers)
+        if head:
+            await resp.prepare(call.request)
+            return resp
+        await resp.prepare(call.request)
+        async for chunk in reader.read(start, end, _STREAM_CHUNK):
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        await reader.close()
+
+
+HANDLERS = {"GetObject": get_object, "HeadObject": get_object}

@@ -1,0 +1,167 @@
+"""PutObject, DeleteObject, DeleteObjects: object writes and removals.
+
+A PUT streams the verified payload into a storage writer and commits only after every digest
+the client sent (Content-MD5, x-amz-content-sha256, x-amz-checksum-*) matched; the commit runs
+under ``asyncio.shield`` so a client that disconnects after the last byte cannot leave a
+half-committed object.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+
+from gateway.auth.payload import PayloadReader, read_body
+from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
+                               require_bucket, storage_error, xml_response)
+from gateway.s3.errors import S3Error
+from gateway.s3.xml import children, parse, render, text_of
+from storage import errors as se
+from storage.base import ObjectInfo, ObjectWriter, PartInfo
+
+__all__ = ["HANDLERS", "write_and_commit", "checksum_headers", "check_write_preconditions"]
+
+_MAX_DELETE_KEYS = 1000
+
+
+async def write_and_commit(writer: ObjectWriter, chunks: AsyncIterator[bytes],
+                           finish) -> ObjectInfo | PartInfo:
+    """Stream ``chunks`` into ``writer``; ``finish()`` (called after the last chunk, when all
+    digests are known and verified) returns ``(etag, meta)`` for the commit."""
+    try:
+        async for chunk in chunks:
+            await writer.write(chunk)
+        etag, meta = finish()
+        return await asyncio.shield(writer.commit(etag, meta))
+    except BaseException:
+        await asyncio.shield(writer.abort())
+        raise
+
+
+def checksum_headers(meta: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for alg, value in meta.get("checksums", {}).items():
+        out[f"x-amz-checksum-{alg.lower()}"] = value
+    if out and meta.get("checksum_type"):
+        out["x-amz-checksum-type"] = meta["checksum_type"]
+    return out
+
+
+async def check_write_preconditions(call: S3Call) -> None:
+    """Conditional writes (If-None-Match: * / If-Match), checked before the body is read."""
+    headers = call.request.headers
+    if_none = headers.get("If-None-Match")
+    if_match = headers.get("If-Match")
+    if if_none is None and if_match is None:
+        return
+    if if_none is not None and if_none.strip() != "*":
+        raise S3Error("NotImplemented", "If-None-Match only supports *")
+    try:
+        current = await call.store.head_object(call.bucket, call.key)
+    except se.NoSuchKey:
+        current = None
+    if if_none is not None and current is not None:
+        raise S3Error("PreconditionFailed", Condition="If-None-Match")
+    if if_match is not None:
+        if current is None:
+            raise S3Error("NoSuchKey", Key=call.key)
+        if parse_etag(if_match) not in (current.etag, "*"):
+            raise S3Error("PreconditionFailed", Condition="If-Match")
+
+
+def _require_length(call: S3Call) -> None:
+    headers = call.request.headers
+    if "Content-Length" in headers or "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return
+    raise S3Error("MissingContentLength")
+
+
+async def put_object(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    _require_length(call)
+    meta = meta_from_headers(call.request.headers)
+    await check_write_preconditions(call)
+    payload = PayloadReader(call.request.content, call.request.headers, call.auth,
+                            max_size=call.config.max_object_size)
+    try:
+        writer = await call.store.open_writer(call.bucket, call.key)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+
+    def finish():
+        meta["checksums"] = dict(payload.checksums)
+        meta["checksum_type"] = "FULL_OBJECT" if payload.checksums else None
+        return payload.md5_hex, meta
+
+    try:
+        info = await write_and_commit(writer, payload, finish)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+    headers = {"ETag": quote_etag(info.etag), **checksum_headers(info.meta)}
+    return web.Response(status=200, headers=headers)
+
+
+async def delete_object(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    try:
+        await call.store.delete_object(call.bucket, call.key)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
+    return web.Response(status=204)
+
+
+async def delete_objects(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    headers = call.request.headers
+    # S3 requires an integrity header here; botocore >= 1.36 sends a CRC32 instead of MD5.
+    if "Content-MD5" not in headers and not any(
+            h.lower().startswith("x-amz-checksum-") or h.lower() == "x-amz-trailer"
+            for h in headers):
+        raise S3Error("InvalidRequest",
+                      "Missing required header for this request: Content-MD5")
+    body = await read_body(call.request.content, headers, call.auth, 2 * 1024 * 1024)
+    doc = parse(body)
+    if doc.tag != "Delete":
+        raise S3Error("MalformedXML")
+    quiet = (text_of(doc, "Quiet") or "false").strip().lower() == "true"
+    objects = children(doc, "Object")
+    if not objects or len(objects) > _MAX_DELETE_KEYS:
+        raise S3Error("MalformedXML")
+    deleted, errors = [], []
+    for obj in objects:
+        key = text_of(obj, "Key")
+        if not key:
+            raise S3Error("MalformedXML")
+        if len(key.encode()) > 1024:
+            errors.append({"Key": key, "Code": "KeyTooLongError", "Message": "Your key is too long"})
+            continue
+        try:
+            await call.store.delete_object(call.bucket, key)
+        except se.StorageError as exc:
+            err = storage_error(exc, call.bucket, key)
+            errors.append({"Key": key, "Code": err.code, "Message": err.message})
+            continue
+        if not quiet:
+            deleted.append({"Key": key})
+    result = render("DeleteResult", {"Deleted": deleted or None, "Error": errors or None})
+    return xml_response(result)
+
+
+def md5_b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def composite_md5(part_etags: list[str]) -> str:
+    """Multipart ETag: md5 of the concatenated binary part MD5s, then ``-N``."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in part_etags)).hexdigest()
+    return f"{digest}-{len(part_etags)}"
+
+
+HANDLERS = {
+    "PutObject": put_object,
+    "DeleteObject": delete_object,
+    "DeleteObjects": delete_objects,
+}

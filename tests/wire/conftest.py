@@ -1,0 +1,71 @@
+"""Fixtures: a real ``coffer serve`` per test module (HTTP and HTTPS) and boto3 clients."""
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.wire.server import Server, start_server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    srv = start_server(tmp_path_factory.mktemp("coffer") / "data")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory) -> Server:
+    srv = start_server(tmp_path_factory.mktemp("coffer-tls") / "data", tls=True)
+    yield srv
+    srv.stop()
+
+
+def make_client(srv: Server, service: str = "s3", **config):
+    cfg = Config(retries={"max_attempts": 1, "mode": "standard"}, **config)
+    return boto3.client(service, endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key,
+                        aws_secret_access_key=srv.secret_key, region_name=srv.region,
+                        config=cfg, verify=str(srv.ca) if srv.ca else None)
+
+
+@pytest.fixture(scope="session")
+def s3(server):
+    return make_client(server)
+
+
+@pytest.fixture(scope="session")
+def s3_tls(tls_server):
+    return make_client(tls_server)
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    _empty_and_delete(s3, name)
+
+
+@pytest.fixture
+def tls_bucket(s3_tls):
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    s3_tls.create_bucket(Bucket=name)
+    yield name
+    _empty_and_delete(s3_tls, name)
+
+
+def _empty_and_delete(client, name: str) -> None:
+    try:
+        for up in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=name, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=name)
+    except Exception:  # noqa: BLE001 - best-effort cleanup
+        pass
