@@ -38,6 +38,9 @@ class ObjectInfo:
     # Byte size of each stored piece when the object was assembled from parts (multipart),
     # in order; None for a single-piece object.
     part_sizes: list[int] | None = None
+    # Bytes held in storage when they differ from ``size`` (the object's size as S3 reports it),
+    # e.g. ciphertext of an encrypted object. Readers address stored bytes.
+    stored_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +85,12 @@ class ObjectWriter(Protocol):
     @property
     def size(self) -> int: ...
 
-    async def commit(self, etag: str, meta: dict[str, Any]) -> ObjectInfo | PartInfo:
-        """fsync + atomic rename; returns the committed record. Raises NoSuchBucket /
-        NoSuchUpload if the bucket or upload disappeared meanwhile."""
+    async def commit(self, etag: str, meta: dict[str, Any], *,
+                     size: int | None = None) -> ObjectInfo | PartInfo:
+        """fsync + atomic rename; returns the committed record. ``size`` is the object's
+        reported size when it differs from the bytes written (then recorded as stored_size;
+        parts ignore it). Raises NoSuchBucket / NoSuchUpload if the bucket or upload
+        disappeared meanwhile."""
 
     async def abort(self) -> None: ...
 
@@ -97,7 +103,8 @@ class ObjectReader(Protocol):
 
     def read(self, start: int = 0, end: int | None = None,
              chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """Yield bytes [start, end) (end exclusive, None = to the end) across all pieces."""
+        """Yield stored bytes [start, end) (end exclusive, None = to the end) across all
+        pieces."""
 
     async def close(self) -> None: ...
 
@@ -152,9 +159,11 @@ class ObjectStore(Protocol):
 
     async def complete_multipart_upload(self, bucket: str, upload_id: str,
                                         part_numbers: list[int], etag: str,
-                                        meta: dict[str, Any]) -> ObjectInfo:
+                                        meta: dict[str, Any], *,
+                                        size: int | None = None) -> ObjectInfo:
         """Assemble the named parts (without copying their bytes) into the object, atomically;
-        the upload disappears. Raises NoSuchUpload, InvalidPart."""
+        the upload disappears. ``size`` as for ObjectWriter.commit. Raises NoSuchUpload,
+        InvalidPart."""
 
     async def abort_multipart_upload(self, bucket: str, upload_id: str) -> None: ...
     async def list_multipart_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",

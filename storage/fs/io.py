@@ -24,8 +24,9 @@ __all__ = ["FLUSH_BYTES", "FSObjectWriter", "FSObjectReader", "CommitFn", "open_
 
 FLUSH_BYTES = 1 << 20
 
-# (staging path, size, etag, meta) -> committed record; blocking, runs in a worker thread.
-CommitFn = Callable[[Path, int, str, dict[str, Any]], "ObjectInfo | PartInfo"]
+# (staging path, bytes written, etag, meta, reported size or None) -> committed record;
+# blocking, runs in a worker thread.
+CommitFn = Callable[[Path, int, str, dict[str, Any], "int | None"], "ObjectInfo | PartInfo"]
 
 
 class FSObjectWriter:
@@ -57,15 +58,16 @@ class FSObjectWriter:
             bufs, self._buf, self._buffered = self._buf, [], 0
             await asyncio.to_thread(write_all, self._fd, bufs)
 
-    async def commit(self, etag: str, meta: dict[str, Any]) -> ObjectInfo | PartInfo:
+    async def commit(self, etag: str, meta: dict[str, Any], *,
+                     size: int | None = None) -> ObjectInfo | PartInfo:
         if self._fd is None:
             raise StorageError("writer is closed")
         fd, self._fd = self._fd, None
         bufs, self._buf, self._buffered = self._buf, [], 0
-        return await asyncio.to_thread(self._commit_sync, fd, bufs, etag, dict(meta))
+        return await asyncio.to_thread(self._commit_sync, fd, bufs, etag, dict(meta), size)
 
-    def _commit_sync(self, fd: int, bufs: list[bytes], etag: str,
-                     meta: dict[str, Any]) -> ObjectInfo | PartInfo:
+    def _commit_sync(self, fd: int, bufs: list[bytes], etag: str, meta: dict[str, Any],
+                     size: int | None) -> ObjectInfo | PartInfo:
         try:
             try:
                 write_all(fd, bufs)
@@ -73,7 +75,7 @@ class FSObjectWriter:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            return self._commit_fn(self._path, self._size, etag, meta)
+            return self._commit_fn(self._path, self._size, etag, meta, size)
         finally:
             # After a successful commit the staging name is gone (renamed); after a failure
             # nothing refers to it.

@@ -89,7 +89,8 @@ class MultipartMixin:
         return await self._new_writer(commit)  # type: ignore[attr-defined]
 
     def _commit_part(self, bucket: str, upload_id: str, part_number: int, staged: Path,
-                     size: int, etag: str, meta: dict[str, Any]) -> PartInfo:
+                     size: int, etag: str, meta: dict[str, Any],
+                     _reported: int | None = None) -> PartInfo:
         b = self._bucket(bucket)  # type: ignore[attr-defined]
         udir = b.paths.upload_dir(upload_id)
         data = f"{part_number:05d}.{new_id()}.data"
@@ -134,15 +135,16 @@ class MultipartMixin:
 
     async def complete_multipart_upload(self, bucket: str, upload_id: str,
                                         part_numbers: list[int], etag: str,
-                                        meta: dict[str, Any]) -> ObjectInfo:
+                                        meta: dict[str, Any], *,
+                                        size: int | None = None) -> ObjectInfo:
         if not part_numbers:
             raise InvalidPart("no parts named")
         check_upload_id(upload_id)
         return await asyncio.to_thread(self._complete_sync, bucket, upload_id, list(part_numbers),
-                                       etag, dict(meta))
+                                       etag, dict(meta), size)
 
     def _complete_sync(self, bucket: str, upload_id: str, part_numbers: list[int], etag: str,
-                       meta: dict[str, Any]) -> ObjectInfo:
+                       meta: dict[str, Any], size: int | None = None) -> ObjectInfo:
         with self._upload_lock(upload_id):
             b, upload, udir = self._upload_sync(bucket, upload_id)
             parts: list[tuple[PartInfo, str]] = []
@@ -164,9 +166,11 @@ class MultipartMixin:
                     unlink_quiet(shard / name)
                 raise
             sizes = [p.size for p, _ in parts]
-            info = ObjectInfo(key=upload.key, size=sum(sizes), etag=etag,
+            stored = sum(sizes)
+            info = ObjectInfo(key=upload.key, size=stored if size is None else size, etag=etag,
                               last_modified=self.clock(), meta=meta,  # type: ignore[attr-defined]
-                              part_sizes=sizes)
+                              part_sizes=sizes,
+                              stored_size=None if size is None or size == stored else stored)
             self._publish(b, h, encode_key(upload.key), info, names, upload_id)  # type: ignore[attr-defined]
             self._drop_upload(b, udir)
         return info

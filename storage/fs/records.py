@@ -81,7 +81,8 @@ def decode_bucket(raw: bytes) -> BucketInfo:
 def encode_object(info: ObjectInfo, data: list[str], upload_id: str | None = None) -> bytes:
     return dump({"v": FORMAT_VERSION, "key": info.key, "size": info.size, "etag": info.etag,
                  "last_modified": info.last_modified, "meta": info.meta,
-                 "part_sizes": info.part_sizes, "data": data, "upload_id": upload_id})
+                 "part_sizes": info.part_sizes, "data": data, "upload_id": upload_id,
+                 "stored_size": info.stored_size})
 
 
 def decode_object(raw: bytes, h: str | None = None) -> tuple[ObjectInfo, list[str], str | None]:
@@ -92,6 +93,9 @@ def decode_object(raw: bytes, h: str | None = None) -> tuple[ObjectInfo, list[st
     size = _get(d, "size", int, w)
     data = _get(d, "data", list, w)
     part_sizes = d.get("part_sizes")
+    stored_size = d.get("stored_size")
+    if stored_size is not None and (not isinstance(stored_size, int) or stored_size < 0):
+        raise CorruptRecord(f"{w}: bad stored_size")
     for name in data:
         m = DATA_NAME_RE.match(name) if isinstance(name, str) else None
         if m is None or (h is not None and m.group(1) != h):
@@ -99,14 +103,15 @@ def decode_object(raw: bytes, h: str | None = None) -> tuple[ObjectInfo, list[st
     if part_sizes is not None:
         if (not isinstance(part_sizes, list) or len(part_sizes) != len(data)
                 or not all(isinstance(n, int) and n >= 0 for n in part_sizes)
-                or sum(part_sizes) != size):
+                or sum(part_sizes) != (size if stored_size is None else stored_size)):
             raise CorruptRecord(f"{w}: bad part_sizes")
     elif len(data) != 1:
         raise CorruptRecord(f"{w}: a single-piece object names {len(data)} data files")
     upload_id = d.get("upload_id")
     info = ObjectInfo(key=_get(d, "key", str, w), size=size, etag=_get(d, "etag", str, w),
                       last_modified=float(_get(d, "last_modified", (int, float), w)),
-                      meta=_get(d, "meta", dict, w), part_sizes=part_sizes)
+                      meta=_get(d, "meta", dict, w), part_sizes=part_sizes,
+                      stored_size=stored_size)
     return info, list(data), upload_id if isinstance(upload_id, str) else None
 
 

@@ -265,8 +265,8 @@ class FSObjectStore(MultipartMixin):
             0o600)
         return FSObjectWriter(fd, path, commit, sync=self.sync)
 
-    def _commit_object(self, bucket: str, key: str, kbytes: bytes, staged: Path, size: int,
-                       etag: str, meta: dict[str, Any]) -> ObjectInfo:
+    def _commit_object(self, bucket: str, key: str, kbytes: bytes, staged: Path, written: int,
+                       etag: str, meta: dict[str, Any], size: int | None) -> ObjectInfo:
         b = self._bucket(bucket)
         h = key_hash(key)
         name = b.paths.data_name(h)
@@ -274,7 +274,9 @@ class FSObjectStore(MultipartMixin):
             os.rename(staged, b.paths.shard(h) / name)
         except FileNotFoundError:
             raise NoSuchBucket(bucket) from None
-        info = ObjectInfo(key=key, size=size, etag=etag, last_modified=self.clock(), meta=meta)
+        info = ObjectInfo(key=key, size=written if size is None else size, etag=etag,
+                          last_modified=self.clock(), meta=meta,
+                          stored_size=None if size is None or size == written else written)
         return self._publish(b, h, kbytes, info, [name], None)
 
     def _publish(self, b: _Bucket, h: str, kbytes: bytes, info: ObjectInfo, data: list[str],
@@ -335,7 +337,8 @@ class FSObjectStore(MultipartMixin):
                 except FileNotFoundError:
                     continue            # superseded between reading the sidecar and opening
                 reader = FSObjectReader(info, fds, sizes)
-                expected = info.part_sizes if info.part_sizes is not None else [info.size]
+                stored = info.size if info.stored_size is None else info.stored_size
+                expected = info.part_sizes if info.part_sizes is not None else [stored]
                 if sizes != expected:
                     reader._close_now()
                     raise CorruptRecord(f"{bucket}/{key}: data size differs from its record")

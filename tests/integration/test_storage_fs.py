@@ -484,3 +484,26 @@ async def test_damaged_index_and_unknown_sidecar_version(tmp_path: Path) -> None
         await s.head_object(B, "future")           # refused, never guessed at
     assert len(list(sidecar.parent.glob(f"{key_hash('future')}.*.data"))) == 1   # kept
     await s.close()
+
+
+async def test_reported_size_differs_from_stored_bytes(store: FSObjectStore) -> None:
+    """Encrypted objects: S3 reports the plaintext size, storage holds more bytes."""
+    w = await store.open_writer(B, "enc")
+    await w.write(b"c" * 116)
+    info = await w.commit("e", {}, size=100)
+    assert info.size == 100 and info.stored_size == 116
+    assert (await store.head_object(B, "enc")).size == 100
+    (listed,) = (await store.list_objects(B, prefix="enc")).objects
+    assert listed.size == 100
+    r = await store.open_object(B, "enc")
+    try:
+        assert b"".join([c async for c in r.read()]) == b"c" * 116
+    finally:
+        await r.close()
+    up = await store.create_multipart_upload(B, "mpenc", {})
+    pw = await store.open_part_writer(B, up.upload_id, 1)
+    await pw.write(b"p" * 40)
+    await pw.commit("p1", {})
+    done = await store.complete_multipart_upload(B, up.upload_id, [1], "x-1", {}, size=24)
+    assert done.size == 24 and done.stored_size == 40 and done.part_sizes == [40]
+    assert (await store.head_object(B, "mpenc")).stored_size == 40
