@@ -33,3 +33,10 @@ class Config:
     max_clock_skew: float = 900.0
     max_object_size: int = 5 * 1024 ** 3
     min_part_size: int = 5 * 1024 ** 2
+    # What a bucket with no encryption configuration does with unencrypted PUTs: "AES256"
+    # (AWS since 2023-01-05: SSE-S3 by default) or "none" (no default encryption).
+    default_encryption: str = "AES256"
+    # SSE-C keys travel in headers; S3 refuses them over plain HTTP.
+    sse_c_require_tls: bool = True
+    # How long a plaintext S3 Bucket Key may be reused before it is fetched from KMS again.
+    bucket_key_ttl: float = 300.0

@@ -1,0 +1,97 @@
+"""Put/Get/DeleteBucketEncryption: a bucket's default server-side encryption.
+
+Stored as the bucket config document ``encryption``::
+
+    {"v": 1, "algorithm": "aws:kms" | "AES256", "key_id": str | None, "bucket_key": bool}
+
+A bucket without one behaves as ``Config.default_encryption`` says: ``AES256`` (AWS since
+2023-01-05: every new object gets SSE-S3, GetBucketEncryption reports it) or ``none`` (older
+AWS: no default, GetBucketEncryption is ServerSideEncryptionConfigurationNotFoundError).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.auth.payload import read_body
+from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
+from gateway.s3.errors import S3Error
+from gateway.s3.xml import parse, render, text_of
+from storage import errors as se
+
+__all__ = ["HANDLERS", "bucket_default_encryption"]
+
+_KIND = "encryption"
+
+
+async def bucket_default_encryption(call: S3Call, bucket: str) -> dict[str, Any] | None:
+    """The stored config, or the implicit default, or None when objects stay unencrypted."""
+    doc = await call.store.get_bucket_config(bucket, _KIND)
+    if doc is not None:
+        return doc
+    if call.config.default_encryption == "AES256":
+        return {"v": 1, "algorithm": "AES256", "key_id": None, "bucket_key": False}
+    return None
+
+
+async def put_bucket_encryption(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    body = await read_body(call.request.content, call.request.headers, call.auth, 64 * 1024)
+    doc = parse(body)
+    if doc.tag != "ServerSideEncryptionConfiguration":
+        raise S3Error("MalformedXML")
+    rules = [r for r in doc if r.tag == "Rule"]
+    if len(rules) != 1:
+        raise S3Error("MalformedXML")
+    rule = rules[0]
+    default = rule.find("ApplyServerSideEncryptionByDefault")
+    if default is None:
+        raise S3Error("MalformedXML")
+    algorithm = (text_of(default, "SSEAlgorithm") or "").strip()
+    key_id = text_of(default, "KMSMasterKeyID")
+    key_id = key_id.strip() if key_id else None
+    if algorithm not in ("aws:kms", "AES256"):
+        raise S3Error("MalformedXML")
+    if key_id and algorithm != "aws:kms":
+        raise S3Error("InvalidArgument", "a KMSMasterKeyID is not applicable if the default "
+                      "sse algorithm is not aws:kms or aws:kms:dsse",
+                      ArgumentName="ApplyServerSideEncryptionByDefault")
+    bucket_key = (text_of(rule, "BucketKeyEnabled") or "false").strip().lower() == "true"
+    config = {"v": 1, "algorithm": algorithm, "key_id": key_id, "bucket_key": bucket_key}
+    try:
+        await call.store.put_bucket_config(call.bucket, _KIND, config)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket) from exc
+    return web.Response(status=200)
+
+
+async def get_bucket_encryption(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    config = await bucket_default_encryption(call, call.bucket)
+    if config is None:
+        raise S3Error("ServerSideEncryptionConfigurationNotFoundError", BucketName=call.bucket)
+    default = {"SSEAlgorithm": config["algorithm"]}
+    if config.get("key_id"):
+        default["KMSMasterKeyID"] = config["key_id"]
+    body = render("ServerSideEncryptionConfiguration", {"Rule": {
+        "ApplyServerSideEncryptionByDefault": default,
+        "BucketKeyEnabled": bool(config.get("bucket_key")),
+    }})
+    return xml_response(body)
+
+
+async def delete_bucket_encryption(call: S3Call) -> web.StreamResponse:
+    await require_bucket(call)
+    try:
+        await call.store.put_bucket_config(call.bucket, _KIND, None)
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket) from exc
+    return web.Response(status=204)
+
+
+HANDLERS = {
+    "PutBucketEncryption": put_bucket_encryption,
+    "GetBucketEncryption": get_bucket_encryption,
+    "DeleteBucketEncryption": delete_bucket_encryption,
+}
