@@ -17,23 +17,27 @@ from gateway.auth.types import Credential
 from gateway.config import Config
 from gateway.credentials import load_or_create_root
 from gateway.middleware import error_middleware, on_prepare
-from gateway.s3 import bucket, copy, listing, multipart, object_get, object_put
+from gateway.s3 import bucket, copy, encryption, listing, multipart, object_get, object_put
 from gateway.s3.common import S3Call
 from gateway.s3.errors import S3Error
 from gateway.s3.router import parse_request
+from gateway.sse.envelope import Envelope
+from kms.service import KMS
 from storage.base import ObjectStore
 from storage.fs import FSObjectStore
 
-__all__ = ["make_app", "CONFIG", "STORE", "CREDENTIALS"]
+__all__ = ["make_app", "CONFIG", "STORE", "CREDENTIALS", "KMS_SERVICE", "ENVELOPE"]
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", ObjectStore)
 CREDENTIALS = web.AppKey("credentials", dict)
+KMS_SERVICE = web.AppKey("kms", KMS)
+ENVELOPE = web.AppKey("envelope", Envelope)
 
 Handler = Callable[[S3Call], Awaitable[web.StreamResponse]]
 S3_HANDLERS: dict[str, Handler] = {
     **bucket.HANDLERS, **listing.HANDLERS, **object_get.HANDLERS, **object_put.HANDLERS,
-    **copy.HANDLERS, **multipart.HANDLERS,
+    **copy.HANDLERS, **multipart.HANDLERS, **encryption.HANDLERS,
 }
 _UNSIGNED_PATHS = {"/health"}
 
@@ -78,7 +82,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     handler = S3_HANDLERS.get(op.operation)
     if handler is None:
         raise S3Error("NotImplemented")
-    call = S3Call(request=request, op=op, auth=ctx, store=request.app[STORE], config=cfg)
+    call = S3Call(request=request, op=op, auth=ctx, store=request.app[STORE], config=cfg,
+                  envelope=request.app[ENVELOPE])
     return await handler(call)
 
 
@@ -95,7 +100,16 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
         yield
         await app[STORE].close()
 
+    async def kms_ctx(app: web.Application):
+        kms = KMS.open(cfg.data_dir, region=cfg.region)
+        app[KMS_SERVICE] = kms
+        app[ENVELOPE] = Envelope(kms, region=cfg.region, bucket_key_ttl=cfg.bucket_key_ttl)
+        yield
+        app[ENVELOPE].close()
+        kms.close()
+
     app.cleanup_ctx.append(storage_ctx)
+    app.cleanup_ctx.append(kms_ctx)
     app.on_response_prepare.append(on_prepare)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

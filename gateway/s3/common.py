@@ -25,6 +25,7 @@ from gateway.config import Config
 from gateway.s3.errors import S3Error
 from gateway.s3.router import S3Request
 from gateway.s3.xml import http_date
+from kms.model import Caller
 from storage import errors as se
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
 
@@ -48,6 +49,18 @@ class S3Call:
     auth: AuthContext
     store: ObjectStore
     config: Config
+    envelope: Any = None         # gateway.sse.envelope.Envelope
+
+    def caller(self) -> Caller:
+        """The KMS Caller for this request: S3 calls KMS on the user's behalf."""
+        cred = self.auth.credential
+        assert cred is not None
+        return Caller(principal_arn=cred.principal_arn, account_id=cred.account_id,
+                      source_ip=self.request.remote or "", secure_transport=self.request.secure,
+                      via_service=f"s3.{self.config.region}.amazonaws.com",
+                      user_agent=self.request.headers.get("User-Agent", "")[:256],
+                      request_id=self.request.get("coffer_request_id", ""),
+                      access_key_id=cred.access_key_id)
 
     @property
     def bucket(self) -> str:

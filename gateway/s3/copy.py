@@ -18,13 +18,19 @@ from gateway.s3.common import (S3Call, meta_from_headers, quote_etag, require_bu
                                storage_error, xml_response)
 from gateway.s3.errors import S3Error
 from gateway.s3.object_get import check_preconditions
-from gateway.s3.object_put import check_write_preconditions, write_and_commit
+from gateway.s3.encryption import resolve_write_settings
+from gateway.s3.object_put import check_write_preconditions, sealed_stream, sse_etag, \
+    write_and_commit
 from gateway.s3.router import MAX_KEY_BYTES
 from gateway.s3.xml import iso8601, render
+from gateway.sse.envelope import decrypt_stream
+from gateway.sse.envelope import response_headers as sse_response_headers
+from gateway.sse.headers import H, parse_customer_key
 from storage import errors as se
 from storage.base import ObjectReader
 
-__all__ = ["HANDLERS", "parse_copy_source", "open_copy_source", "copy_source_range"]
+__all__ = ["HANDLERS", "parse_copy_source", "open_copy_source", "copy_source_range",
+           "source_plaintext", "md5_stream"]
 
 _COPY_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d+)$")
 _CHUNK = 1 << 20
@@ -84,10 +90,30 @@ def copy_source_range(value: str | None, size: int) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2)) + 1
 
 
-async def md5_stream(reader: ObjectReader, start: int, end: int, md5) -> AsyncIterator[bytes]:
-    async for chunk in reader.read(start, end, _CHUNK):
+async def source_plaintext(call: S3Call, reader: ObjectReader, source: tuple[str, str],
+                           start: int, end: int) -> AsyncIterator[bytes]:
+    """The copy source's bytes [start, end), decrypted (as the caller) when stored encrypted."""
+    record = reader.info.meta.get("sse")
+    customer = parse_customer_key(call.request.headers, prefix=H.COPY_PREFIX)
+    if record is None:
+        if customer is not None:
+            raise S3Error("InvalidRequest", "The encryption parameters are not applicable to "
+                          "this object.")
+        return reader.read(start, end, _CHUNK)
+    data_key = await call.envelope.open_data_key(call.caller(), record, source[0], source[1],
+                                                 customer)
+    return decrypt_stream(reader, reader.info, data_key, source[0], source[1], start, end,
+                          _CHUNK)
+
+
+async def md5_stream(chunks: AsyncIterator[bytes], md5) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
         md5.update(chunk)
         yield chunk
+
+
+def _asks_for_encryption(headers) -> bool:
+    return any(h in headers for h in (H.SSE, H.C_ALG))
 
 
 async def copy_object(call: S3Call) -> web.StreamResponse:
@@ -107,33 +133,41 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
         if directive == "REPLACE":
             meta = meta_from_headers(headers)
         else:
-            meta = {k: v for k, v in src.meta.items() if k not in ("checksums", "checksum_type")}
+            meta = {k: v for k, v in src.meta.items()
+                    if k not in ("checksums", "checksum_type", "sse")}
             if "x-amz-storage-class" in headers:
                 meta["storage_class"] = meta_from_headers(headers)["storage_class"]
-        if same and directive == "COPY" and "x-amz-storage-class" not in headers:
+        if (same and directive == "COPY" and "x-amz-storage-class" not in headers
+                and not _asks_for_encryption(headers)):
             raise S3Error("InvalidRequest", "This copy request is illegal because it is trying "
                           "to copy an object to itself without changing the object's metadata, "
                           "storage class, website redirect location or encryption attributes.")
+        settings = await resolve_write_settings(call, call.bucket)
         await check_write_preconditions(call)
+        md5 = hashlib.md5()
+        plain = md5_stream(await source_plaintext(call, reader, source, 0, src.size), md5)
+        chunks, sealer = await sealed_stream(call, settings, plain)
         try:
             writer = await call.store.open_writer(call.bucket, call.key)
         except se.StorageError as exc:
             raise storage_error(exc, call.bucket, call.key) from exc
-        md5 = hashlib.md5()
 
         def finish():
             meta["checksums"] = {}
-            return md5.hexdigest(), meta
+            if sealer is None:
+                return md5.hexdigest(), meta
+            meta["sse"] = sealer.object_record()
+            return sse_etag(meta["sse"], md5.hexdigest()), meta, sealer.plain_size
 
         try:
-            info = await write_and_commit(writer, md5_stream(reader, 0, src.size, md5), finish)
+            info = await write_and_commit(writer, chunks, finish)
         except se.StorageError as exc:
             raise storage_error(exc, call.bucket, call.key) from exc
     finally:
         await reader.close()
     body = render("CopyObjectResult", {"LastModified": iso8601(info.last_modified),
                                        "ETag": quote_etag(info.etag)})
-    return xml_response(body)
+    return xml_response(body, headers=sse_response_headers(info.meta.get("sse")))
 
 
 HANDLERS = {"CopyObject": copy_object}

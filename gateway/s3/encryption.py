@@ -18,9 +18,11 @@ from gateway.auth.payload import read_body
 from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import parse, render, text_of
+from gateway.sse.envelope import WriteSettings
+from gateway.sse.headers import SSE_C, SSE_KMS, parse_sse_headers
 from storage import errors as se
 
-__all__ = ["HANDLERS", "bucket_default_encryption"]
+__all__ = ["HANDLERS", "bucket_default_encryption", "resolve_write_settings"]
 
 _KIND = "encryption"
 
@@ -33,6 +35,26 @@ async def bucket_default_encryption(call: S3Call, bucket: str) -> dict[str, Any]
     if call.config.default_encryption == "AES256":
         return {"v": 1, "algorithm": "AES256", "key_id": None, "bucket_key": False}
     return None
+
+
+async def resolve_write_settings(call: S3Call, bucket: str) -> WriteSettings | None:
+    """The encryption a write gets: its own SSE headers, else the bucket's default."""
+    req = parse_sse_headers(call.request.headers)
+    if req.mode == SSE_C:
+        if call.config.sse_c_require_tls and not call.request.secure:
+            raise S3Error("InvalidRequest", "Requests specifying Server Side Encryption with "
+                          "Customer provided keys must be made over a secure connection.")
+        return WriteSettings(mode=SSE_C, customer=req.customer)
+    if req.mode is not None:
+        return WriteSettings(mode=req.mode, key_id=req.key_id, context=req.context,
+                             context_b64=req.context_b64,
+                             bucket_key=bool(req.bucket_key) and req.mode == SSE_KMS)
+    default = await bucket_default_encryption(call, bucket)
+    if default is None:
+        return None
+    bucket_key = default.get("bucket_key", False) if req.bucket_key is None else req.bucket_key
+    return WriteSettings(mode=default["algorithm"], key_id=default.get("key_id"),
+                         bucket_key=bool(bucket_key) and default["algorithm"] == SSE_KMS)
 
 
 async def put_bucket_encryption(call: S3Call) -> web.StreamResponse:

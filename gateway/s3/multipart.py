@@ -17,13 +17,17 @@ from gateway.auth.checksums import make_checksum
 from gateway.auth.payload import PayloadReader, read_body
 from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
                                require_bucket, storage_error, xml_response)
-from gateway.s3.copy import copy_source_range, md5_stream, open_copy_source
+from gateway.s3.copy import copy_source_range, md5_stream, open_copy_source, source_plaintext
+from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.errors import S3Error
 from gateway.s3.listing import max_keys_arg
-from gateway.s3.object_put import checksum_headers, composite_md5, write_and_commit
+from gateway.s3.object_put import (checksum_headers, composite_md5, sealed_stream, sse_etag,
+                                   write_and_commit)
 from gateway.s3.xml import children, iso8601, parse, render, text_of
+from gateway.sse.envelope import response_headers as sse_response_headers
+from gateway.sse.headers import SSE_C
 from storage import errors as se
-from storage.base import UploadInfo
+from storage.base import PartInfo, UploadInfo
 
 __all__ = ["HANDLERS"]
 
@@ -64,11 +68,20 @@ async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
                           "try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, "
                           "SHA1, SHA256]")
         meta["checksum_algorithm"] = algorithm
+    settings = await resolve_write_settings(call, call.bucket)
+    if settings is not None:
+        # The upload's data key is fixed now; each part unwraps it again (S3 needs
+        # kms:Decrypt for parts and for completion). Only the wrapped key is kept.
+        data_key = await call.envelope.new_data_key(call.caller(), settings, call.bucket,
+                                                    call.key)
+        meta["sse"] = data_key.record
+        del data_key
     try:
         upload = await call.store.create_multipart_upload(call.bucket, call.key, meta)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
-    headers = {"x-amz-checksum-algorithm": algorithm} if algorithm else None
+    headers = {"x-amz-checksum-algorithm": algorithm} if algorithm else {}
+    headers.update(sse_response_headers(meta.get("sse")))
     body = render("InitiateMultipartUploadResult", {
         "Bucket": call.bucket, "Key": call.key, "UploadId": upload.upload_id})
     return xml_response(body, headers=headers)
@@ -82,43 +95,66 @@ async def upload_part(call: S3Call) -> web.StreamResponse:
         return await _upload_part_copy(call, upload, number)
     payload = PayloadReader(call.request.content, call.request.headers, call.auth,
                             max_size=call.config.max_object_size)
+    record = upload.meta.get("sse")
+    chunks, sealer = await _part_stream(call, record, payload, number)
     try:
         writer = await call.store.open_part_writer(call.bucket, upload.upload_id, number)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
 
     def finish():
-        return payload.md5_hex, {"checksums": dict(payload.checksums)}
+        return (sse_etag(record, payload.md5_hex),
+                _part_meta(sealer, payload.size, dict(payload.checksums)))
 
     try:
-        part = await write_and_commit(writer, payload, finish)
+        part = await write_and_commit(writer, chunks, finish)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
-    headers = {"ETag": quote_etag(part.etag)}
+    headers = {"ETag": quote_etag(part.etag), **sse_response_headers(record)}
     headers.update({k: v for k, v in checksum_headers(part.meta).items()
                     if k != "x-amz-checksum-type"})
     return web.Response(status=200, headers=headers)
 
 
+async def _part_stream(call: S3Call, record, chunks, number: int):
+    if record is None:
+        return chunks, None
+    return await sealed_stream(call, None, chunks, part=number, upload_record=record)
+
+
+def _part_meta(sealer, plain_size: int, checksums: dict[str, str]) -> dict:
+    meta = {"checksums": checksums, "plain": plain_size}
+    if sealer is not None:
+        meta["stream"] = sealer.stream_meta
+    return meta
+
+
+def _plain_size(part: PartInfo) -> int:
+    return part.meta.get("plain", part.size)
+
+
 async def _upload_part_copy(call: S3Call, upload: UploadInfo, number: int) -> web.StreamResponse:
-    reader, _ = await open_copy_source(call)
+    reader, source = await open_copy_source(call)
+    record = upload.meta.get("sse")
     try:
         start, end = copy_source_range(call.request.headers.get("x-amz-copy-source-range"),
                                        reader.info.size)
+        md5 = hashlib.md5()
+        plain = md5_stream(await source_plaintext(call, reader, source, start, end), md5)
+        chunks, sealer = await _part_stream(call, record, plain, number)
         try:
             writer = await call.store.open_part_writer(call.bucket, upload.upload_id, number)
         except se.StorageError as exc:
             raise storage_error(exc, call.bucket, call.key) from exc
-        md5 = hashlib.md5()
-        part = await write_and_commit(writer, md5_stream(reader, start, end, md5),
-                                      lambda: (md5.hexdigest(), {"checksums": {}}))
+        part = await write_and_commit(writer, chunks, lambda: (
+            sse_etag(record, md5.hexdigest()), _part_meta(sealer, end - start, {})))
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     finally:
         await reader.close()
     body = render("CopyPartResult", {"LastModified": iso8601(part.last_modified),
                                      "ETag": quote_etag(part.etag)})
-    return xml_response(body)
+    return xml_response(body, headers=sse_response_headers(record))
 
 
 def _requested_parts(doc) -> list[tuple[int, str]]:
@@ -155,8 +191,8 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
         if part is None or part.etag != etag:
             raise S3Error("InvalidPart", UploadId=upload.upload_id, PartNumber=str(number),
                           ETag=etag)
-        if i < len(requested) - 1 and part.size < call.config.min_part_size:
-            raise S3Error("EntityTooSmall", ProposedSize=str(part.size),
+        if i < len(requested) - 1 and _plain_size(part) < call.config.min_part_size:
+            raise S3Error("EntityTooSmall", ProposedSize=str(_plain_size(part)),
                           MinSizeAllowed=str(call.config.min_part_size),
                           PartNumber=str(number), ETag=etag)
     chosen = [stored[n] for n in numbers]
@@ -170,16 +206,27 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
         meta["checksums"] = {algorithm: f"{combined.b64()}-{len(chosen)}"}
         meta["checksum_type"] = "COMPOSITE"
     etag = composite_md5([p.etag for p in chosen])
+    size = None
+    record = meta.get("sse")
+    if record is not None:
+        if record["mode"] != SSE_C:
+            # S3 requires kms:Decrypt on the key to complete an SSE-KMS upload.
+            await call.envelope.open_data_key(call.caller(), record, call.bucket, call.key, None)
+        size = sum(_plain_size(p) for p in chosen)
+        meta["sse"] = {**record, "plain_size": size,
+                       "parts": [{"n": p.part_number, "plain": _plain_size(p),
+                                  "stream": p.meta["stream"]} for p in chosen]}
     try:
         info = await call.store.complete_multipart_upload(call.bucket, upload.upload_id, numbers,
-                                                          etag, meta)
+                                                          etag, meta, size=size)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     result = {"Location": f"/{call.bucket}/{call.key}", "Bucket": call.bucket,
               "Key": call.key, "ETag": quote_etag(info.etag)}
     for alg, value in meta["checksums"].items():
         result[f"Checksum{alg}"] = value
-    return xml_response(render("CompleteMultipartUploadResult", result))
+    return xml_response(render("CompleteMultipartUploadResult", result),
+                        headers=sse_response_headers(record))
 
 
 async def abort_multipart_upload(call: S3Call) -> web.StreamResponse:
@@ -210,7 +257,7 @@ async def list_parts(call: S3Call) -> web.StreamResponse:
     items = []
     for p in page:
         item = {"PartNumber": str(p.part_number), "LastModified": iso8601(p.last_modified),
-                "ETag": quote_etag(p.etag), "Size": str(p.size)}
+                "ETag": quote_etag(p.etag), "Size": str(_plain_size(p))}
         for alg, value in p.meta.get("checksums", {}).items():
             item[f"Checksum{alg}"] = value
         items.append(item)

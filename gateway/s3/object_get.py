@@ -7,12 +7,18 @@ If-Modified-Since on GET or HEAD is 304; a failed If-Match / If-Unmodified-Since
 """
 from __future__ import annotations
 
+import logging
 import re
 from email.utils import parsedate_to_datetime
+from typing import AsyncIterator
 
 from aiohttp import web
 
 from gateway.s3.common import S3Call, object_headers, parse_etag, require_bucket, storage_error
+from gateway.sse.envelope import decrypt_stream
+from gateway.sse.envelope import response_headers as sse_response_headers
+from gateway.sse.headers import SSE_C, parse_customer_key, refuse_sse_on_read
+from gateway.sse.stream import SSEError
 from gateway.s3.errors import S3Error
 from gateway.s3.object_put import checksum_headers
 from storage import errors as se
@@ -30,6 +36,8 @@ _OVERRIDES = {
     "response-content-encoding": "Content-Encoding",
 }
 _STREAM_CHUNK = 1 << 20
+
+log = logging.getLogger("coffer.gateway")
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
@@ -133,6 +141,7 @@ def _response_headers(call: S3Call, info: ObjectInfo) -> dict[str, str]:
 
 async def get_object(call: S3Call) -> web.StreamResponse:
     await require_bucket(call)
+    refuse_sse_on_read(call.request.headers)
     head = call.request.method == "HEAD"
     try:
         reader = await call.store.open_object(call.bucket, call.key)
@@ -158,17 +167,59 @@ async def get_object(call: S3Call) -> web.StreamResponse:
             # breaks botocore's validation).
             headers.update(checksum_headers(info.meta))
         headers["Content-Length"] = str(end - start)
-        resp = web.StreamResponse(status=status, headers=headers)
+        record = info.meta.get("sse")
+        headers.update(sse_response_headers(record))
+        customer = parse_customer_key(call.request.headers)
+        if record is None and customer is not None:
+            raise S3Error("InvalidRequest", "The encryption parameters are not applicable to "
+                          "this object.")
         if head:
+            if record is not None and record["mode"] == SSE_C:
+                await call.envelope.open_data_key(call.caller(), record, call.bucket, call.key,
+                                                  customer)
+            resp = web.StreamResponse(status=status, headers=headers)
             await resp.prepare(call.request)
             return resp
+        body = await plaintext(call, reader, record, customer, start, end)
+        # Pull the first piece before answering: a failure there (wrong key, tampered data)
+        # is still an error response, not a truncated 200.
+        try:
+            first = await anext(body, None)
+        except SSEError as exc:
+            log.error("request %s: stored object %s/%s failed authentication",
+                      call.request.get("coffer_request_id"), call.bucket, call.key)
+            raise S3Error("InternalError", "The stored object failed its integrity "
+                          "check.") from exc
+        resp = web.StreamResponse(status=status, headers=headers)
         await resp.prepare(call.request)
-        async for chunk in reader.read(start, end, _STREAM_CHUNK):
-            await resp.write(chunk)
+        if first is not None:
+            await resp.write(first)
+        try:
+            async for chunk in body:
+                await resp.write(chunk)
+        except SSEError:
+            # Authentication failed mid-body: abort the connection so the client sees a
+            # truncated body, never a complete-looking wrong one (DESIGN.md, coffer-sse/1).
+            log.error("request %s: %s/%s failed authentication mid-stream",
+                      call.request.get("coffer_request_id"), call.bucket, call.key)
+            if call.request.transport is not None:
+                call.request.transport.close()
+            return resp
         await resp.write_eof()
         return resp
     finally:
         await reader.close()
+
+
+async def plaintext(call: S3Call, reader, record, customer, start: int,
+                    end: int) -> AsyncIterator[bytes]:
+    """The object's bytes [start, end), decrypted when it is stored encrypted."""
+    if record is None:
+        return reader.read(start, end, _STREAM_CHUNK)
+    data_key = await call.envelope.open_data_key(call.caller(), record, call.bucket, call.key,
+                                                 customer)
+    return decrypt_stream(reader, reader.info, data_key, call.bucket, call.key, start, end,
+                          _STREAM_CHUNK)
 
 
 HANDLERS = {"GetObject": get_object, "HeadObject": get_object}

@@ -18,11 +18,16 @@ from gateway.auth.payload import PayloadReader, read_body
 from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
                                require_bucket, storage_error, xml_response)
 from gateway.s3.errors import S3Error
+from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.xml import children, parse, render, text_of
+from gateway.sse.envelope import WriteSettings, random_etag
+from gateway.sse.envelope import response_headers as sse_response_headers
+from gateway.sse.headers import SSE_S3, parse_customer_key
 from storage import errors as se
 from storage.base import ObjectInfo, ObjectWriter, PartInfo
 
-__all__ = ["HANDLERS", "write_and_commit", "checksum_headers", "check_write_preconditions"]
+__all__ = ["HANDLERS", "write_and_commit", "checksum_headers", "check_write_preconditions",
+           "sealed_stream", "sse_etag"]
 
 _MAX_DELETE_KEYS = 1000
 
@@ -30,12 +35,13 @@ _MAX_DELETE_KEYS = 1000
 async def write_and_commit(writer: ObjectWriter, chunks: AsyncIterator[bytes],
                            finish) -> ObjectInfo | PartInfo:
     """Stream ``chunks`` into ``writer``; ``finish()`` (called after the last chunk, when all
-    digests are known and verified) returns ``(etag, meta)`` for the commit."""
+    digests are known and verified) returns ``(etag, meta)`` or ``(etag, meta, size)`` (the
+    reported size, when the stored bytes are ciphertext) for the commit."""
     try:
         async for chunk in chunks:
             await writer.write(chunk)
-        etag, meta = finish()
-        return await asyncio.shield(writer.commit(etag, meta))
+        etag, meta, *size = finish()
+        return await asyncio.shield(writer.commit(etag, meta, size=size[0] if size else None))
     except BaseException:
         await asyncio.shield(writer.abort())
         raise
@@ -79,13 +85,40 @@ def _require_length(call: S3Call) -> None:
     raise S3Error("MissingContentLength")
 
 
+async def sealed_stream(call: S3Call, settings: WriteSettings | None,
+                        chunks: AsyncIterator[bytes], part: int = 0,
+                        upload_record: dict[str, Any] | None = None):
+    """(stream to store, sealer or None): the plaintext chunks encrypted as ``settings`` or a
+    multipart upload's record say. The data key lives only as long as this request."""
+    if upload_record is not None:
+        customer = parse_customer_key(call.request.headers)
+        data_key = await call.envelope.open_data_key(call.caller(), upload_record, call.bucket,
+                                                     call.key, customer)
+    elif settings is not None:
+        data_key = await call.envelope.new_data_key(call.caller(), settings, call.bucket,
+                                                    call.key)
+    else:
+        return chunks, None
+    sealer = call.envelope.sealer(data_key, call.bucket, call.key, part)
+    return sealer.wrap(chunks), sealer
+
+
+def sse_etag(record: dict[str, Any] | None, md5_hex: str) -> str:
+    """SSE-S3 keeps the MD5 ETag; SSE-KMS and SSE-C get a random one (S3: "not the MD5")."""
+    if record is None or record["mode"] == SSE_S3:
+        return md5_hex
+    return random_etag()
+
+
 async def put_object(call: S3Call) -> web.StreamResponse:
     await require_bucket(call)
     _require_length(call)
     meta = meta_from_headers(call.request.headers)
+    settings = await resolve_write_settings(call, call.bucket)
     await check_write_preconditions(call)
     payload = PayloadReader(call.request.content, call.request.headers, call.auth,
                             max_size=call.config.max_object_size)
+    chunks, sealer = await sealed_stream(call, settings, payload)
     try:
         writer = await call.store.open_writer(call.bucket, call.key)
     except se.StorageError as exc:
@@ -94,13 +127,19 @@ async def put_object(call: S3Call) -> web.StreamResponse:
     def finish():
         meta["checksums"] = dict(payload.checksums)
         meta["checksum_type"] = "FULL_OBJECT" if payload.checksums else None
-        return payload.md5_hex, meta
+        if sealer is None:
+            return payload.md5_hex, meta
+        meta["sse"] = sealer.object_record()
+        return sse_etag(meta["sse"], payload.md5_hex), meta, payload.size
 
     try:
-        info = await write_and_commit(writer, payload, finish)
+        info = await write_and_commit(writer, chunks, finish)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
-    headers = {"ETag": quote_etag(info.etag), **checksum_headers(info.meta)}
+    headers = {"ETag": quote_etag(info.etag), **checksum_headers(info.meta),
+               **sse_response_headers(info.meta.get("sse"))}
+    if settings is not None and settings.context_b64:
+        headers["x-amz-server-side-encryption-context"] = settings.context_b64
     return web.Response(status=200, headers=headers)
 
 

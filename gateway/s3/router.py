@@ -24,7 +24,7 @@ _BUCKET_SUBRESOURCES_NOT_IMPLEMENTED = {
     "accelerate", "analytics", "cors", "intelligent-tiering", "inventory", "lifecycle",
     "logging", "metrics", "notification", "ownershipControls", "policy", "policyStatus",
     "publicAccessBlock", "replication", "requestPayment", "tagging", "website", "object-lock",
-    "versions", "encryption",
+    "versions",
 }
 _OBJECT_SUBRESOURCES_NOT_IMPLEMENTED = {
     "tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes",
@@ -84,6 +84,9 @@ def _operation(method: str, bucket: str | None, key: str | None, q: dict[str, st
 
 
 def _bucket_operation(method: str, q: dict[str, str]) -> str:
+    if "encryption" in q and method in ("GET", "PUT", "DELETE"):
+        return {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption",
+                "DELETE": "DeleteBucketEncryption"}[method]
     if method == "GET":
         if "location" in q:
             return "GetBucketLocation"

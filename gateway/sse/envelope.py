@@ -1,0 +1,364 @@
+"""Envelope encryption of objects: SSE headers -> KMS data keys -> coffer-sse/1 streams -> metadata.
+
+The gateway plays "the AWS service" of the seed: it asks the KMS for a fresh data key per object
+(as the caller, ``via_service`` = s3.<region>.amazonaws.com), encrypts the stream with it, keeps
+only the *wrapped* key, and drops the plaintext key when the request ends.
+
+    PUT  (aws:kms)  dk, blob = KMS.GenerateDataKey(key, ctx = {"aws:s3:arn": object ARN} ∪ user)
+         (+BucketKey) bk, blob = cached KMS.GenerateDataKey(key, {"aws:s3:arn": bucket ARN})
+                      dk = HKDF-SHA256(bk, salt = dk_salt (32 random), info = "coffer-bucket-key/1"
+                                       ‖ 0x00 ‖ object ARN)
+         (AES256)   as aws:kms, under a gateway-owned key of the reserved account COFFER_S3
+         (SSE-C)    dk = the customer's key; stored: salt ‖ HMAC-SHA256(salt, key) only
+         stream     coffer-sse/1 with AAD = "coffer-object/1" ‖ 0 ‖ bucket ‖ 0 ‖ key ‖ 0 ‖ u32(part)
+    GET  dk = KMS.Decrypt(blob, ctx) (after the KMS's own checks) -> decrypt only the segments
+         the Range needs.
+
+The object record's ``meta["sse"]`` (format version 1)::
+
+    {"v": 1, "mode": "aws:kms" | "AES256" | "SSE-C",
+     "key_arn": str, "wrapped_key": b64, "context": {...}, "context_b64": str | None,
+     "bucket_key": bool, "dk_salt": b64 | None,
+     "customer_key_md5": b64, "customer_key_salt": b64, "customer_key_hmac": hex,
+     "plain_size": int,
+     "stream": {coffer-sse/1 params}                      # single-stream objects
+     "parts": [{"n": int, "plain": int, "stream": {...}}]  # multipart objects, in order}
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from gateway.s3.errors import S3Error
+from gateway.sse.headers import SSE_C, SSE_KMS, SSE_S3, CustomerKey, SSERequest
+from gateway.sse.stream import (SegmentDecryptor, SegmentEncryptor, SSEError, StreamParams,
+                                new_stream_params, plan_range)
+from kms import errors as ke
+from kms.model import Caller
+from kms.service import KMS
+
+__all__ = ["Envelope", "WriteSettings", "ObjectSealer", "kms_to_s3", "response_headers",
+           "object_aad", "SSE_RECORD_VERSION", "COFFER_S3_ACCOUNT"]
+
+SSE_RECORD_VERSION = 1
+# The reserved account whose KMS key protects SSE-S3 objects (AWS: S3-owned keys, invisible to
+# customers). No credential maps to it, so no caller can use its keys directly.
+COFFER_S3_ACCOUNT = "000000000000"
+_BUCKET_KEY_INFO = b"coffer-bucket-key/1"
+_AAD_LABEL = b"coffer-object/1"
+
+
+def object_aad(bucket: str, key: str, part: int = 0) -> bytes:
+    return b"\0".join([_AAD_LABEL, bucket.encode(), key.encode(), part.to_bytes(4, "big")])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def kms_to_s3(exc: ke.KMSError) -> S3Error:
+    """KMS failures as S3 reports them: KMS.<type> (400) for key problems, AccessDenied (403)."""
+    if isinstance(exc, ke.AccessDeniedException):
+        return S3Error("AccessDenied", exc.message or None)
+    if isinstance(exc, (ke.NotFoundException, ke.DisabledException,
+                        ke.KMSInvalidStateException, ke.InvalidCiphertextException,
+                        ke.IncorrectKeyException, ke.InvalidKeyUsageException,
+                        ke.ValidationException, ke.KeyUnavailableException)):
+        return S3Error(f"KMS.{exc.type}", exc.message, status=400)
+    return S3Error("InternalError")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSettings:
+    """The encryption a write ends up with, after request headers and bucket default."""
+
+    mode: str                                   # SSE_KMS, SSE_S3 or SSE_C
+    key_id: str | None = None                   # as asked (None: the account's aws/s3 key)
+    context: dict[str, str] | None = None
+    context_b64: str | None = None
+    bucket_key: bool = False
+    customer: CustomerKey | None = None
+
+
+@dataclass(slots=True)
+class _DataKey:
+    """A plaintext data key and how to get it back. Lives only as long as one request."""
+
+    key: bytes = field(repr=False)
+    record: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _CachedBucketKey:
+    plaintext: bytes = field(repr=False)
+    blob: bytes
+    key_arn: str
+    expires: float
+
+
+class ObjectSealer:
+    """Encrypts one stream (an object or a part) and yields what the record must hold."""
+
+    def __init__(self, data_key: _DataKey, aad: bytes, *, segment_size: int = 65536) -> None:
+        self._params = new_stream_params(segment_size=segment_size)
+        self._enc = SegmentEncryptor(data_key.key, self._params, aad)
+        self.record = data_key.record
+        self.plain_size = 0
+
+    async def wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self.plain_size += len(chunk)
+            out = self._enc.update(chunk)
+            if out:
+                yield bytes(out)
+        tail = self._enc.finalize()
+        if tail:
+            yield bytes(tail)
+
+    @property
+    def stream_meta(self) -> dict[str, Any]:
+        return self._params.to_meta()
+
+    def object_record(self) -> dict[str, Any]:
+        return {**self.record, "plain_size": self.plain_size, "stream": self.stream_meta}
+
+
+class Envelope:
+    """The gateway's side of SSE: talks to the KMS (in a bounded thread pool) for data keys."""
+
+    def __init__(self, kms: KMS, *, region: str, bucket_key_ttl: float = 300.0,
+                 workers: int = 8, clock: Callable[[], float] = time.monotonic) -> None:
+        self.kms = kms
+        self.region = region
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kms")
+        self._ttl = bucket_key_ttl
+        self._clock = clock
+        self._bucket_keys: dict[tuple[str, str, str], _CachedBucketKey] = {}
+        self._opened_bucket_keys: dict[bytes, _CachedBucketKey] = {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._bucket_keys.clear()
+        self._opened_bucket_keys.clear()
+
+    @property
+    def via_service(self) -> str:
+        return f"s3.{self.region}.amazonaws.com"
+
+    async def _kms(self, fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> dict:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kw))
+        except ke.KMSError as exc:
+            raise kms_to_s3(exc) from exc
+
+    def _service_caller(self, caller: Caller) -> Caller:
+        return Caller(principal_arn=f"arn:aws:iam::{COFFER_S3_ACCOUNT}:role/coffer-s3",
+                      account_id=COFFER_S3_ACCOUNT, source_ip=caller.source_ip,
+                      secure_transport=caller.secure_transport, via_service=self.via_service,
+                      user_agent=caller.user_agent, request_id=caller.request_id)
+
+    async def _resolve_key(self, caller: Caller, key_id: str | None) -> str:
+        if key_id is not None:
+            return key_id
+        meta = await self._kms(self.kms.get_or_create_aws_managed_key, caller, "alias/aws/s3")
+        return meta["KeyMetadata"]["Arn"]
+
+    # -- writes
+
+    async def new_data_key(self, caller: Caller, settings: WriteSettings, bucket: str,
+                           key: str) -> _DataKey:
+        """A fresh data key for one object (or one multipart upload)."""
+        if settings.mode == SSE_C:
+            assert settings.customer is not None
+            salt = os.urandom(16)
+            return _DataKey(key=settings.customer.key, record={
+                "v": SSE_RECORD_VERSION, "mode": SSE_C,
+                "customer_key_md5": settings.customer.md5_b64,
+                "customer_key_salt": _b64(salt),
+                "customer_key_hmac": settings.customer.verifier(salt)})
+        object_arn = f"arn:aws:s3:::{bucket}/{key}"
+        if settings.mode == SSE_S3:
+            svc = self._service_caller(caller)
+            key_arn = await self._resolve_key(svc, None)
+            context = {"aws:s3:arn": object_arn}
+            out = await self._kms(self.kms.generate_data_key, svc, key_arn, key_spec="AES_256",
+                                  encryption_context=context)
+            return _DataKey(key=out["Plaintext"], record={
+                "v": SSE_RECORD_VERSION, "mode": SSE_S3, "key_arn": out["KeyId"],
+                "wrapped_key": _b64(out["CiphertextBlob"]), "context": context})
+        key_ref = await self._resolve_key(caller, settings.key_id)
+        user = dict(settings.context or {})
+        if settings.bucket_key:
+            return await self._bucket_derived_key(caller, key_ref, bucket, object_arn, user,
+                                                  settings.context_b64)
+        context = {**user, "aws:s3:arn": object_arn} if "aws:s3:arn" not in user else user
+        if context["aws:s3:arn"] != object_arn:
+            raise S3Error("InvalidArgument", "The encryption context value for aws:s3:arn "
+                          "must be the object ARN", ArgumentName="x-amz-server-side-encryption-"
+                          "context")
+        out = await self._kms(self.kms.generate_data_key, caller, key_ref, key_spec="AES_256",
+                              encryption_context=context)
+        return _DataKey(key=out["Plaintext"], record={
+            "v": SSE_RECORD_VERSION, "mode": SSE_KMS, "key_arn": out["KeyId"],
+            "wrapped_key": _b64(out["CiphertextBlob"]), "context": context,
+            "context_b64": settings.context_b64, "bucket_key": False})
+
+    async def _bucket_derived_key(self, caller: Caller, key_ref: str, bucket: str,
+                                  object_arn: str, user: dict[str, str],
+                                  context_b64: str | None) -> _DataKey:
+        bucket_arn = f"arn:aws:s3:::{bucket}"
+        context = {**user, "aws:s3:arn": bucket_arn}
+        cache_key = (caller.account_id, bucket, key_ref + "\0" + repr(sorted(context.items())))
+        now = self._clock()
+        cached = self._bucket_keys.get(cache_key)
+        if cached is None or cached.expires <= now:
+            out = await self._kms(self.kms.generate_data_key, caller, key_ref,
+                                  key_spec="AES_256", encryption_context=context)
+            cached = _CachedBucketKey(plaintext=out["Plaintext"], blob=out["CiphertextBlob"],
+                                      key_arn=out["KeyId"], expires=now + self._ttl)
+            self._bucket_keys[cache_key] = cached
+        salt = os.urandom(32)
+        return _DataKey(key=_derive(cached.plaintext, salt, object_arn), record={
+            "v": SSE_RECORD_VERSION, "mode": SSE_KMS, "key_arn": cached.key_arn,
+            "wrapped_key": _b64(cached.blob), "context": context, "context_b64": context_b64,
+            "bucket_key": True, "dk_salt": _b64(salt)})
+
+    def sealer(self, data_key: _DataKey, bucket: str, key: str, part: int = 0) -> ObjectSealer:
+        return ObjectSealer(data_key, object_aad(bucket, key, part))
+
+    # -- reads
+
+    async def open_data_key(self, caller: Caller, record: dict[str, Any], bucket: str,
+                            key: str, customer: CustomerKey | None) -> _DataKey:
+        """The plaintext data key of a stored record, after the KMS's checks (or SSE-C's)."""
+        if record.get("v") != SSE_RECORD_VERSION:
+            raise S3Error("InternalError")
+        mode = record["mode"]
+        if mode == SSE_C:
+            if customer is None:
+                raise S3Error("InvalidRequest", "The object was stored using a form of Server Side "
+                              "Encryption. The correct parameters must be provided to retrieve "
+                              "the object.")
+            expected = record["customer_key_hmac"]
+            if not hmac.compare_digest(customer.verifier(_unb64(record["customer_key_salt"])),
+                                       expected):
+                raise S3Error("AccessDenied", "Access Denied")
+            return _DataKey(key=customer.key, record=record)
+        if customer is not None:
+            raise S3Error("InvalidRequest", "The encryption parameters are not applicable to this "
+                          "object.")
+        blob = _unb64(record["wrapped_key"])
+        context = record["context"]
+        who = self._service_caller(caller) if mode == SSE_S3 else caller
+        if record.get("bucket_key"):
+            plaintext = await self._open_bucket_key(who, blob, context)
+            object_arn = f"arn:aws:s3:::{bucket}/{key}"
+            return _DataKey(key=_derive(plaintext, _unb64(record["dk_salt"]), object_arn),
+                            record=record)
+        out = await self._kms(self.kms.decrypt, who, blob, encryption_context=context)
+        return _DataKey(key=out["Plaintext"], record=record)
+
+    async def _open_bucket_key(self, caller: Caller, blob: bytes,
+                               context: dict[str, str]) -> bytes:
+        digest = hashlib.sha256(blob + repr(sorted(context.items())).encode()
+                                + caller.account_id.encode()).digest()
+        now = self._clock()
+        cached = self._opened_bucket_keys.get(digest)
+        if cached is not None and cached.expires > now:
+            return cached.plaintext
+        out = await self._kms(self.kms.decrypt, caller, blob, encryption_context=context)
+        self._opened_bucket_keys[digest] = _CachedBucketKey(
+            plaintext=out["Plaintext"], blob=blob, key_arn=out["KeyId"], expires=now + self._ttl)
+        if len(self._opened_bucket_keys) > 4096:
+            self._opened_bucket_keys = {k: v for k, v in self._opened_bucket_keys.items()
+                                        if v.expires > now}
+        return out["Plaintext"]
+
+
+def _derive(bucket_key: bytes, salt: bytes, object_arn: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt,
+                info=_BUCKET_KEY_INFO + b"\0" + object_arn.encode()).derive(bucket_key)
+
+
+def response_headers(record: dict[str, Any] | None) -> dict[str, str]:
+    """x-amz-server-side-encryption* response headers for a stored record."""
+    if not record:
+        return {}
+    mode = record["mode"]
+    if mode == SSE_C:
+        return {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+                "x-amz-server-side-encryption-customer-key-MD5": record["customer_key_md5"]}
+    out = {"x-amz-server-side-encryption": mode}
+    if mode == SSE_KMS:
+        out["x-amz-server-side-encryption-aws-kms-key-id"] = record["key_arn"]
+        if record.get("bucket_key"):
+            out["x-amz-server-side-encryption-bucket-key-enabled"] = "true"
+    return out
+
+
+def random_etag() -> str:
+    """SSE-KMS / SSE-C ETags: 32 hex, stable once stored, revealing nothing of the plaintext."""
+    return secrets.token_hex(16)
+
+
+async def decrypt_stream(reader, info, data_key: _DataKey, bucket: str, key: str,
+                         start: int, end: int, chunk: int = 1 << 20) -> AsyncIterator[bytes]:
+    """Plaintext bytes [start, end) of a stored encrypted object, reading and authenticating
+    only the segments that cover them. Multipart objects are one stream per part."""
+    record = data_key.record
+    if end <= start:
+        if record.get("plain_size") == 0 and "stream" in record:
+            # An empty object is one empty final segment: authenticate it all the same.
+            dec = SegmentDecryptor(data_key.key, StreamParams.from_meta(record["stream"]),
+                                   object_aad(bucket, key), total_segments=1)
+            async for ct in reader.read(0, None, chunk):
+                dec.update(ct)
+            dec.finalize()
+        return
+    if "parts" in record:
+        pieces = [(p["n"], p["plain"], StreamParams.from_meta(p["stream"]))
+                  for p in record["parts"]]
+        stored = info.part_sizes or []
+    else:
+        pieces = [(0, record["plain_size"], StreamParams.from_meta(record["stream"]))]
+        stored = [info.stored_size if info.stored_size is not None else info.size]
+    if len(stored) != len(pieces):
+        raise S3Error("InternalError")
+    plain_base, stored_base = 0, 0
+    for (part, plain, params), stored_size in zip(pieces, stored):
+        lo, hi = max(start - plain_base, 0), min(end - plain_base, plain)
+        if lo < hi:
+            plan = plan_range(plain, params.segment_size, lo, hi)
+            dec = SegmentDecryptor.for_range(data_key.key, params, plan,
+                                             object_aad(bucket, key, part))
+            async for ct in reader.read(stored_base + plan.ct_start, stored_base + plan.ct_end,
+                                        chunk):
+                out = dec.update(ct)
+                if out:
+                    yield bytes(out)
+            tail = dec.finalize()
+            if tail:
+                yield bytes(tail)
+        plain_base += plain
+        stored_base += stored_size
+        if plain_base >= end:
+            break
+
+
+__all__ += ["random_etag", "decrypt_stream", "SSEError", "SSERequest"]

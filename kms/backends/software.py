@@ -1,0 +1,75 @@
+"""Software key backend: 256-bit AES versions, persisted wrapped by the root key.
+
+Each version's record is ``root.wrap(material, aad)`` with
+``aad = b"coffer-kms-material/1\\x00" ‖ utf8(key_arn) ‖ b"\\x00" ‖ uint32_be(version)``, so a
+record copied onto another key or version does not unwrap. Unwrapped material is kept in a
+bounded LRU cache keyed by (ARN, version): one unwrap per version per process instead of one
+per call (Cosmian KMS keeps unwrapped objects in an in-memory cache for the same reason).
+"""
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from kms.backends.base import MaterialRef
+from kms.crypto.aead import AEADKey
+from kms.crypto.rootkey import RootKey
+
+__all__ = ["SoftwareBackend", "material_aad"]
+
+_MATERIAL_SIZE = 32
+_AAD_LABEL = b"coffer-kms-material/1\x00"
+
+
+def material_aad(key_arn: str, version: int) -> bytes:
+    return _AAD_LABEL + key_arn.encode("utf-8") + b"\x00" + struct.pack(">I", version)
+
+
+class SoftwareBackend:
+    name = "software"
+
+    def __init__(self, root: RootKey, *, rand: Callable[[int], bytes] = os.urandom,
+                 cache_size: int = 1024) -> None:
+        self._root = root
+        self._rand = rand
+        self._cache: OrderedDict[tuple[str, int], AEADKey] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def generate(self, key_arn: str, version: int) -> bytes:
+        material = self._rand(_MATERIAL_SIZE)
+        record = self._root.wrap(material, material_aad(key_arn, version))
+        self._remember((key_arn, version), AEADKey(material))
+        return record
+
+    def seal(self, ref: MaterialRef, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        return self._key(ref).seal(nonce, plaintext, aad)
+
+    def open(self, ref: MaterialRef, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        return self._key(ref).open(nonce, ciphertext, aad)
+
+    def forget(self, key_arn: str, version: int) -> None:
+        with self._lock:
+            self._cache.pop((key_arn, version), None)
+
+    def _key(self, ref: MaterialRef) -> AEADKey:
+        slot = (ref.key_arn, ref.version)
+        with self._lock:
+            key = self._cache.get(slot)
+            if key is not None:
+                self._cache.move_to_end(slot)
+                return key
+        # Unwrap outside the lock; two threads racing on a miss both get the same material.
+        key = AEADKey(self._root.unwrap(ref.record, material_aad(ref.key_arn, ref.version)))
+        self._remember(slot, key)
+        return key
+
+    def _remember(self, slot: tuple[str, int], key: AEADKey) -> None:
+        with self._lock:
+            self._cache[slot] = key
+            self._cache.move_to_end(slot)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)

@@ -1,0 +1,200 @@
+"""The KMS data model: enums with AWS's spellings, key and alias records, the Caller.
+
+Records are immutable; the store builds new ones for every state change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "KeyState", "KeySpec", "KeyUsage", "Origin", "KeyManager", "DataKeySpec",
+    "EncryptionAlgorithm", "RotationType", "KeyMetadata", "Key", "KeyVersion", "Alias", "Caller",
+]
+
+
+class KeyState(StrEnum):
+    CREATING = "Creating"
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+    PENDING_DELETION = "PendingDeletion"
+    PENDING_IMPORT = "PendingImport"
+    PENDING_REPLICA_DELETION = "PendingReplicaDeletion"
+    UNAVAILABLE = "Unavailable"
+    UPDATING = "Updating"
+
+
+class KeySpec(StrEnum):
+    # The full botocore enum, so a valid-but-unsupported spec is told apart from a typo.
+    SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+    RSA_2048 = "RSA_2048"
+    RSA_3072 = "RSA_3072"
+    RSA_4096 = "RSA_4096"
+    ECC_NIST_P256 = "ECC_NIST_P256"
+    ECC_NIST_P384 = "ECC_NIST_P384"
+    ECC_NIST_P521 = "ECC_NIST_P521"
+    ECC_SECG_P256K1 = "ECC_SECG_P256K1"
+    ECC_NIST_EDWARDS25519 = "ECC_NIST_EDWARDS25519"
+    HMAC_224 = "HMAC_224"
+    HMAC_256 = "HMAC_256"
+    HMAC_384 = "HMAC_384"
+    HMAC_512 = "HMAC_512"
+    SM2 = "SM2"
+    ML_DSA_44 = "ML_DSA_44"
+    ML_DSA_65 = "ML_DSA_65"
+    ML_DSA_87 = "ML_DSA_87"
+
+
+class KeyUsage(StrEnum):
+    ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
+    SIGN_VERIFY = "SIGN_VERIFY"
+    GENERATE_VERIFY_MAC = "GENERATE_VERIFY_MAC"
+    KEY_AGREEMENT = "KEY_AGREEMENT"
+
+
+class Origin(StrEnum):
+    AWS_KMS = "AWS_KMS"
+    EXTERNAL = "EXTERNAL"
+    AWS_CLOUDHSM = "AWS_CLOUDHSM"
+    EXTERNAL_KEY_STORE = "EXTERNAL_KEY_STORE"
+
+
+class KeyManager(StrEnum):
+    CUSTOMER = "CUSTOMER"
+    AWS = "AWS"
+
+
+class DataKeySpec(StrEnum):
+    AES_256 = "AES_256"
+    AES_128 = "AES_128"
+
+
+class EncryptionAlgorithm(StrEnum):
+    SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+    RSAES_OAEP_SHA_1 = "RSAES_OAEP_SHA_1"
+    RSAES_OAEP_SHA_256 = "RSAES_OAEP_SHA_256"
+    SM2PKE = "SM2PKE"
+
+
+class RotationType(StrEnum):
+    AUTOMATIC = "AUTOMATIC"
+    ON_DEMAND = "ON_DEMAND"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMetadata:
+    """DescribeKey's KeyMetadata, limited to the fields that apply to keys Coffer can hold."""
+
+    account_id: str
+    key_id: str
+    arn: str
+    creation_date: float
+    description: str
+    key_usage: KeyUsage
+    key_state: KeyState
+    origin: Origin
+    key_manager: KeyManager
+    key_spec: KeySpec
+    deletion_date: float | None = None
+    pending_deletion_window_in_days: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.key_state is KeyState.ENABLED
+
+    def to_api(self) -> dict[str, Any]:
+        """AWS JSON shape; dates are epoch seconds as floats, as AWS sends them."""
+        out: dict[str, Any] = {
+            "AWSAccountId": self.account_id,
+            "KeyId": self.key_id,
+            "Arn": self.arn,
+            "CreationDate": float(self.creation_date),
+            "Enabled": self.enabled,
+            "Description": self.description,
+            "KeyUsage": str(self.key_usage),
+            "KeyState": str(self.key_state),
+            "Origin": str(self.origin),
+            "KeyManager": str(self.key_manager),
+            "CustomerMasterKeySpec": str(self.key_spec),
+            "KeySpec": str(self.key_spec),
+            "EncryptionAlgorithms": [EncryptionAlgorithm.SYMMETRIC_DEFAULT.value],
+            "MultiRegion": False,
+        }
+        if self.deletion_date is not None:
+            out["DeletionDate"] = float(self.deletion_date)
+        if self.pending_deletion_window_in_days is not None:
+            out["PendingDeletionWindowInDays"] = self.pending_deletion_window_in_days
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A key as stored: its metadata plus what DescribeKey does not show."""
+
+    metadata: KeyMetadata
+    policy: str
+    tags: tuple[tuple[str, str], ...]
+    current_version: int
+
+    @property
+    def arn(self) -> str:
+        return self.metadata.arn
+
+    @property
+    def key_id(self) -> str:
+        return self.metadata.key_id
+
+    @property
+    def account_id(self) -> str:
+        return self.metadata.account_id
+
+    @property
+    def state(self) -> KeyState:
+        return self.metadata.key_state
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVersion:
+    """One generation of a key's material. ``material`` is the backend's opaque record (for the
+    software backend: the material wrapped by the root key), never raw key bytes."""
+
+    key_id: str
+    version: int
+    creation_date: float
+    rotation_type: RotationType | None   # None for the material made with the key
+    material: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    account_id: str
+    alias_name: str
+    alias_arn: str
+    target_key_id: str
+    creation_date: float
+    last_updated_date: float
+
+    def to_api(self) -> dict[str, Any]:
+        return {"AliasName": self.alias_name, "AliasArn": self.alias_arn,
+                "TargetKeyId": self.target_key_id, "CreationDate": float(self.creation_date),
+                "LastUpdatedDate": float(self.last_updated_date)}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as the gateway authenticated it.
+
+    ``via_service`` is set when an AWS service (the gateway's S3 face) calls on the principal's
+    behalf, e.g. ``s3.us-east-1.amazonaws.com``; it becomes kms:ViaService and CloudTrail's
+    ``userIdentity.invokedBy``.
+    """
+
+    principal_arn: str
+    account_id: str
+    source_ip: str = "127.0.0.1"
+    secure_transport: bool = False
+    via_service: str | None = None
+    user_agent: str = ""
+    request_id: str = ""
+    access_key_id: str = ""

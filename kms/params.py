@@ -1,0 +1,115 @@
+"""Validation of operation parameters: AWS's shapes, ranges and messages (botocore KMS model).
+
+Every function raises the KMSError AWS answers with for that parameter, or returns the value
+normalised. No state; used by ``kms.service``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kms.authz import default_key_policy
+from kms.errors import (InvalidMarkerException, LimitExceededException,
+                        MalformedPolicyDocumentException, TagException, ValidationException)
+from kms.model import DataKeySpec
+
+__all__ = ["length_error", "s", "iso", "enum", "limit", "marker", "data_key_size", "policy",
+           "tags", "MAX_POLICY"]
+
+MAX_POLICY = 32768             # the 2023 quota (DG/resource-limits), below the model's 131072
+
+
+def length_error(param: str, bound: str, n: int) -> ValidationException:
+    return ValidationException(
+        f"1 validation error detected: Value at '{param}' failed to satisfy constraint: "
+        f"Member must have length {bound} {n}")
+
+
+def s(value: object) -> str | None:
+    """A parameter as it may appear in the audit record: strings only."""
+    return value if isinstance(value, str) else None
+
+
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def enum(cls: type, value: object, param: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        raise ValidationException(
+            f"1 validation error detected: Value '{value}' at '{param}' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: {[m.value for m in cls]}"
+        ) from None
+
+
+def limit(limit: object) -> int:
+    if limit is None:
+        return 100
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise ValidationException(
+            "1 validation error detected: Value at 'limit' failed to satisfy constraint: "
+            "Member must have value between 1 and 1000")
+    return limit
+
+
+def marker(marker: object) -> str | None:
+    if marker is None:
+        return None
+    if not isinstance(marker, str) or not 1 <= len(marker) <= 1024:
+        raise InvalidMarkerException("The marker is invalid.")
+    return marker
+
+
+def data_key_size(key_spec: object, number_of_bytes: object) -> int:
+    if (key_spec is None) == (number_of_bytes is None):
+        raise ValidationException("Please specify either number of bytes or key spec.")
+    if key_spec is not None:
+        return 32 if enum(DataKeySpec, key_spec, "keySpec") is DataKeySpec.AES_256 else 16
+    if (not isinstance(number_of_bytes, int) or isinstance(number_of_bytes, bool)
+            or not 1 <= number_of_bytes <= 1024):
+        raise ValidationException(
+            "1 validation error detected: Value at 'numberOfBytes' failed to satisfy "
+            "constraint: Member must have value between 1 and 1024")
+    return number_of_bytes
+
+
+def policy(policy: object, account_id: str) -> str:
+    if policy is None:
+        return default_key_policy(account_id)
+    if not isinstance(policy, str) or not policy:
+        raise MalformedPolicyDocumentException("The policy must be a non-empty JSON string.")
+    if len(policy) > MAX_POLICY:
+        raise LimitExceededException(f"The policy exceeds {MAX_POLICY} characters.")
+    try:
+        doc = json.loads(policy)
+    except ValueError:
+        raise MalformedPolicyDocumentException("The policy is not valid JSON.") from None
+    if not isinstance(doc, dict) or "Statement" not in doc:
+        raise MalformedPolicyDocumentException("The policy must be an object with Statement.")
+    return policy
+
+
+def tags(tags: Sequence[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...]:
+    if tags is None:
+        return ()
+    out: dict[str, str] = {}
+    for tag in tags:
+        if not isinstance(tag, Mapping):
+            raise TagException("Each tag is {TagKey, TagValue}.")
+        k, v = tag.get("TagKey"), tag.get("TagValue")
+        if not isinstance(k, str) or not 1 <= len(k) <= 128:
+            raise TagException("TagKey must be 1 to 128 characters.")
+        if not isinstance(v, str) or len(v) > 256:
+            raise TagException("TagValue must be 0 to 256 characters.")
+        if k.startswith("aws:"):
+            raise TagException("Tag keys beginning with 'aws:' are reserved.")
+        if k in out:
+            raise TagException(f"Duplicate tag key {k}.")
+        out[k] = v
+    if len(out) > 50:
+        raise TagException("A key can have at most 50 tags.")
+    return tuple(out.items())

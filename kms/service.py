@@ -1,0 +1,719 @@
+"""The KMS: one method per AWS operation; each resolves the key, authorizes, checks the key
+state (kms-contract.md (b)), operates, and writes one audit record before returning.
+
+Methods are synchronous (sqlite3 blocks anyway; the gateway calls them from a thread pool) and
+thread-safe. Arguments are AWS's parameter names in snake_case; results are dicts shaped like
+AWS responses with bytes as ``bytes`` (the JSON face base64-encodes them). Errors are
+``kms.errors`` classes named by the AWS ``__type``. If the audit record cannot be written the
+call fails with KMSInternalException (fail-closed).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kms import ciphertext as ct
+from kms import context as ec
+from kms import params as P
+from kms.audit import AuditEvent, AuditSink, JSONLinesSink
+from kms.authz import authorize, aws_managed_key_policy
+from kms.backends import KeyBackend, MaterialRef
+from kms.backends.software import SoftwareBackend
+from kms.crypto.aead import CryptoError
+from kms.crypto.rootkey import FileRootKey
+from kms.errors import (AccessDeniedException, AlreadyExistsException, DisabledException,
+                        IncorrectKeyException, InvalidAliasNameException,
+                        InvalidCiphertextException, InvalidKeyUsageException, KMSError,
+                        KMSInternalException, KMSInvalidStateException, NotFoundException,
+                        UnsupportedOperationException, ValidationException)
+from kms.keyref import (RESERVED_ALIAS_PREFIX, alias_arn, key_arn, parse_key_ref,
+                        validate_alias_name)
+from kms.model import (Caller, EncryptionAlgorithm, Key, KeyManager, KeyMetadata,
+                       KeySpec, KeyState, KeyUsage, KeyVersion, Origin, RotationType)
+from kms.store.base import KeyStore
+from kms.store.sqlite import SQLiteKeyStore
+
+__all__ = ["KMS"]
+
+log = logging.getLogger("coffer.kms")
+
+MAX_PLAINTEXT = 4096
+MAX_CIPHERTEXT_BLOB = 6144
+MAX_DESCRIPTION = 8192
+MAX_ALIASES_PER_KEY = 50
+MAX_ON_DEMAND_ROTATIONS = 25
+MIN_PENDING_DAYS, MAX_PENDING_DAYS, DEFAULT_PENDING_DAYS = 7, 30, 30
+DAY = 86400.0
+AWS_MANAGED_DESCRIPTIONS = {
+    "s3": "Default key that protects my S3 objects when no other key is defined",
+}
+_SYM = EncryptionAlgorithm.SYMMETRIC_DEFAULT.value
+_NOT_USABLE = {
+    KeyState.PENDING_DELETION: "is pending deletion.",
+    KeyState.PENDING_REPLICA_DELETION: "is pending replica deletion.",
+    KeyState.PENDING_IMPORT: "is pending import.",
+    KeyState.UNAVAILABLE: "is unavailable.",
+    KeyState.CREATING: "is creating.",
+    KeyState.UPDATING: "is updating.",
+}
+_UNKNOWN_KEY_IN_BLOB = ("The ciphertext refers to a customer master key that does not exist, "
+                        "does not exist in this region, or you are not allowed to access.")
+
+
+def _camel(d: Mapping[str, Any]) -> dict[str, Any]:
+    """AWS JSON names to CloudTrail's (``AWSAccountId`` -> ``aWSAccountId``, as CloudTrail)."""
+    return {k[:1].lower() + k[1:]: v for k, v in d.items()}
+
+
+class _Call:
+    """Audits one operation: ``with kms._call(...) as call:`` records success or the error."""
+
+    __slots__ = ("kms", "caller", "name", "params", "read_only", "keys", "response")
+
+    def __init__(self, kms: KMS, caller: Caller, name: str, params: dict[str, Any],
+                 read_only: bool) -> None:
+        self.kms, self.caller, self.name = kms, caller, name
+        self.params, self.read_only = params, read_only
+        self.keys: list[Key] = []
+        self.response: dict[str, Any] | None = None
+
+    def __enter__(self) -> _Call:
+        if not isinstance(self.caller, Caller):
+            raise TypeError("every KMS call takes a Caller first")
+        return self
+
+    def __exit__(self, et, exc, tb) -> bool:
+        code = message = None
+        if isinstance(exc, KMSError):
+            code, message = exc.type, exc.message
+        elif exc is not None:
+            log.error("internal error in %s (request %s)", self.name, self.caller.request_id,
+                      exc_info=(et, exc, tb))
+            code, message = KMSInternalException.type, "internal error"
+        params = {k: v for k, v in self.params.items() if v is not None}
+        seen: dict[str, str] = {}
+        for k in self.keys:
+            seen.setdefault(k.arn, k.account_id)
+        event = AuditEvent(
+            event_name=self.name, event_time=self.kms._clock(), region=self.kms.region,
+            event_id=self.kms._uuid(), request_id=self.caller.request_id or self.kms._uuid(),
+            read_only=self.read_only, account_id=self.caller.account_id,
+            principal_arn=self.caller.principal_arn, access_key_id=self.caller.access_key_id,
+            source_ip=self.caller.source_ip, user_agent=self.caller.user_agent,
+            invoked_by=self.caller.via_service, request_parameters=params or None,
+            response_elements=None if exc is not None else self.response,
+            error_code=code, error_message=message,
+            resources=tuple((acct, arn) for arn, acct in seen.items()))
+        self.kms._emit(event)
+        return False
+
+
+class KMS:
+    """The embedded KMS. Build with ``KMS.open(data_dir)``; ``close()`` when done."""
+
+    def __init__(self, *, store: KeyStore, backend: KeyBackend, audit: AuditSink,
+                 region: str = "us-east-1", clock: Callable[[], float] = time.time,
+                 rand: Callable[[int], bytes] = os.urandom) -> None:
+        self._store = store
+        self._backend = backend
+        self._audit = audit
+        self.region = region
+        self._clock = clock
+        self._rand = rand
+
+    @classmethod
+    def open(cls, data_dir: Path, *, region: str = "us-east-1",
+             clock: Callable[[], float] = time.time,
+             rand: Callable[[int], bytes] = os.urandom,
+             audit: AuditSink | None = None) -> KMS:
+        """Open (creating on first use) ``<data_dir>/kms/{root.key,kms.db}`` and the audit log
+        ``<data_dir>/audit/kms-events.jsonl``. Raises ``RootKeyError`` if the root key file is
+        accessible by group or others."""
+        data_dir = Path(data_dir)
+        root = FileRootKey.open(data_dir / "kms" / "root.key", rand=rand)
+        backend = SoftwareBackend(root, rand=rand)
+        store = SQLiteKeyStore(data_dir / "kms" / "kms.db", region=region,
+                               backend_name=backend.name)
+        if audit is None:
+            try:
+                audit = JSONLinesSink(data_dir / "audit" / "kms-events.jsonl")
+            except BaseException:
+                store.close()
+                raise
+        return cls(store=store, backend=backend, audit=audit, region=region, clock=clock,
+                   rand=rand)
+
+    def close(self) -> None:
+        self._store.close()
+        self._audit.close()
+
+    def __enter__(self) -> KMS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(bytes=self._rand(16), version=4))
+
+    def _emit(self, event: AuditEvent) -> None:
+        try:
+            self._audit.emit(event)
+        except Exception as exc:  # noqa: BLE001 - any failure to audit fails the call
+            log.error("audit write failed for %s (request %s): %s", event.event_name,
+                      event.request_id, exc)
+            raise KMSInternalException("The audit trail is unavailable.") from None
+
+    def _call(self, caller: Caller, name: str, params: dict[str, Any],
+              read_only: bool) -> _Call:
+        return _Call(self, caller, name, dict(params), read_only)
+
+    def _resolve(self, call: _Call, key_id: object, action: str, *,
+                 param: str = "keyId") -> Key:
+        """Key id / key ARN / alias name / alias ARN -> authorized Key."""
+        ref = parse_key_ref(key_id, self.region, param=param)
+        account = ref.account_id or call.caller.account_id
+        if ref.kind == "alias":
+            alias = self._store.get_alias(account, ref.name)
+            key = self._store.get_key(alias.target_key_id) if alias else None
+            if key is None:
+                raise NotFoundException(
+                    f"Alias {alias_arn(self.region, account, ref.name)} is not found.")
+        else:
+            key = self._store.get_key(ref.name)
+            if key is None or key.account_id != account:
+                raise NotFoundException(
+                    f"Key '{key_arn(self.region, account, ref.name)}' does not exist")
+        call.keys.append(key)
+        authorize(call.caller, action, key)
+        return key
+
+    @staticmethod
+    def _require_usable(key: Key, op: str) -> None:
+        """The crypto-operation column of the key-state matrix (footnotes 1, 3, 5, 11, 14)."""
+        if key.state is KeyState.ENABLED:
+            pass
+        elif key.state is KeyState.DISABLED:
+            raise DisabledException(f"{key.arn} is disabled.")
+        else:
+            raise KMSInvalidStateException(f"{key.arn} {_NOT_USABLE[key.state]}")
+        if key.metadata.key_usage is not KeyUsage.ENCRYPT_DECRYPT:
+            raise InvalidKeyUsageException(
+                f"{key.arn} key usage is {key.metadata.key_usage} which is not valid for {op}.")
+
+    @staticmethod
+    def _require_not_pending_deletion(key: Key) -> None:
+        if key.state in (KeyState.PENDING_DELETION, KeyState.PENDING_REPLICA_DELETION):
+            raise KMSInvalidStateException(f"{key.arn} {_NOT_USABLE[key.state]}")
+
+    @staticmethod
+    def _algorithm(value: object) -> str:
+        if value not in EncryptionAlgorithm.__members__.values():
+            raise ValidationException(
+                f"1 validation error detected: Value '{value}' at 'encryptionAlgorithm' failed "
+                "to satisfy constraint: Member must satisfy enum value set: "
+                f"{[a.value for a in EncryptionAlgorithm]}")
+        if value != _SYM:
+            raise InvalidKeyUsageException(
+                f"Algorithm {value} is incompatible with key spec SYMMETRIC_DEFAULT.")
+        return _SYM
+
+    @staticmethod
+    def _plaintext(value: object) -> bytes:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise ValidationException("Plaintext must be bytes")
+        data = bytes(value)
+        if len(data) < 1:
+            raise P.length_error("plaintext", "greater than or equal to", 1)
+        if len(data) > MAX_PLAINTEXT:
+            raise P.length_error("plaintext", "less than or equal to", MAX_PLAINTEXT)
+        return data
+
+    @staticmethod
+    def _blob(value: object) -> ct.CiphertextBlob:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise ValidationException("CiphertextBlob must be bytes")
+        data = bytes(value)
+        if len(data) < 1:
+            raise P.length_error("ciphertextBlob", "greater than or equal to", 1)
+        if len(data) > MAX_CIPHERTEXT_BLOB:
+            raise P.length_error("ciphertextBlob", "less than or equal to", MAX_CIPHERTEXT_BLOB)
+        return ct.deserialize(data)
+
+    @staticmethod
+    def _grant_tokens(tokens: Sequence[str] | None) -> None:
+        # No grants yet (a later issue); AWS's shape limits are still enforced.
+        if tokens is not None and (len(tokens) > 10 or any(
+                not isinstance(t, str) or not 1 <= len(t) <= 8192 for t in tokens)):
+            raise ValidationException("GrantTokens: at most 10 tokens of 1..8192 characters")
+
+    def _seal(self, key: Key, plaintext: bytes, context: dict[str, str]) -> bytes:
+        version = key.current_version
+        kv = self._store.get_version(key.key_id, version)
+        if kv is None:
+            raise KMSInternalException(f"{key.arn} has no material for version {version}")
+        nonce = self._rand(ct.NONCE_SIZE)
+        header = ct.header(key.key_id, version, nonce)
+        sealed = self._backend.seal(MaterialRef(key.arn, version, kv.material), nonce,
+                                    plaintext, header + ec.canonical(context))
+        return header + sealed
+
+    def _open(self, key: Key, blob: ct.CiphertextBlob, context: dict[str, str]) -> bytes:
+        kv = self._store.get_version(key.key_id, blob.key_version)
+        if kv is None:
+            raise InvalidCiphertextException("")
+        try:
+            return self._backend.open(MaterialRef(key.arn, blob.key_version, kv.material),
+                                      blob.nonce, blob.ciphertext,
+                                      ct.aad(blob, ec.canonical(context)))
+        except CryptoError:
+            raise InvalidCiphertextException("") from None
+
+    def _blob_key(self, call: _Call, blob: ct.CiphertextBlob, key_id: object, action: str,
+                  param: str) -> Key:
+        """The key a blob names, checked against an optional KeyId / SourceKeyId."""
+        named = self._resolve(call, key_id, action, param=param) if key_id is not None else None
+        key = self._store.get_key(blob.key_id)
+        if key is None:
+            raise AccessDeniedException(_UNKNOWN_KEY_IN_BLOB)
+        if named is not None and named.key_id != key.key_id:
+            raise IncorrectKeyException(
+                "The key ID in the request does not identify a CMK that can perform this "
+                "operation.")
+        if named is None:
+            call.keys.append(key)
+            authorize(call.caller, action, key)
+        return key
+
+    # -- key lifecycle -----------------------------------------------------------------------
+
+    def create_key(self, caller: Caller, *, description: str = "",
+                   key_usage: str = "ENCRYPT_DECRYPT", key_spec: str = "SYMMETRIC_DEFAULT",
+                   origin: str = "AWS_KMS", policy: str | None = None,
+                   tags: Sequence[Mapping[str, str]] | None = None,
+                   multi_region: bool = False) -> dict[str, Any]:
+        params = {"description": description if isinstance(description, str) else None,
+                  "keyUsage": str(key_usage), "keySpec": str(key_spec), "origin": str(origin),
+                  "multiRegion": bool(multi_region)}
+        with self._call(caller, "CreateKey", params, read_only=False) as call:
+            usage = P.enum(KeyUsage, key_usage, "keyUsage")
+            spec = P.enum(KeySpec, key_spec, "keySpec")
+            orig = P.enum(Origin, origin, "origin")
+            if spec is not KeySpec.SYMMETRIC_DEFAULT:
+                raise UnsupportedOperationException(f"KeySpec {spec} is not supported yet.")
+            if usage is not KeyUsage.ENCRYPT_DECRYPT:
+                raise ValidationException(
+                    f"KeyUsage {usage} is not compatible with KeySpec {spec}")
+            if orig is not Origin.AWS_KMS:
+                raise UnsupportedOperationException(f"Origin {orig} is not supported yet.")
+            if multi_region:
+                raise UnsupportedOperationException("Multi-Region keys are not supported yet.")
+            if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+                raise P.length_error("description", "less than or equal to", MAX_DESCRIPTION)
+            pol = P.policy(policy, caller.account_id)
+            tag_pairs = P.tags(tags)
+            call.params["tags"] = [{"tagKey": k, "tagValue": v} for k, v in tag_pairs] or None
+            key = self._new_key(caller.account_id, description, pol, tag_pairs,
+                                KeyManager.CUSTOMER)
+            call.keys.append(key)
+            meta = key.metadata.to_api()
+            call.response = {"keyMetadata": _camel(meta)}
+            return {"KeyMetadata": meta}
+
+    def _new_key(self, account_id: str, description: str, policy: str,
+                 tags: tuple[tuple[str, str], ...], manager: KeyManager,
+                 alias: str | None = None) -> Key:
+        key_id = self._uuid()
+        arn = key_arn(self.region, account_id, key_id)
+        now = self._clock()
+        meta = KeyMetadata(account_id=account_id, key_id=key_id, arn=arn, creation_date=now,
+                           description=description, key_usage=KeyUsage.ENCRYPT_DECRYPT,
+                           key_state=KeyState.ENABLED, origin=Origin.AWS_KMS,
+                           key_manager=manager, key_spec=KeySpec.SYMMETRIC_DEFAULT)
+        key = Key(metadata=meta, policy=policy, tags=tags, current_version=1)
+        version = KeyVersion(key_id, 1, now, None, self._backend.generate(arn, 1))
+        try:
+            self._store.create_key(key, version, alias)
+        except BaseException:
+            self._backend.forget(arn, 1)
+            raise
+        return key
+
+    def get_or_create_aws_managed_key(self, caller: Caller,
+                                      alias: str = "alias/aws/s3") -> dict[str, Any]:
+        """DescribeKey of the account's AWS-managed key for ``alias``, created on first use
+        (AWS creates ``aws/s3`` the first time S3 needs it). Race-safe: the key and its alias
+        are inserted in one transaction and the loser of a race reads the winner's key.
+        Audited only when it creates the key."""
+        validate_alias_name(alias, allow_reserved=True)
+        if not alias.startswith(RESERVED_ALIAS_PREFIX) or "/" in alias[len(RESERVED_ALIAS_PREFIX):]:
+            raise InvalidAliasNameException(f"{alias} is not an AWS-managed key alias")
+        existing = self._managed(caller.account_id, alias)
+        if existing is not None:
+            return {"KeyMetadata": existing.metadata.to_api()}
+        service = alias[len(RESERVED_ALIAS_PREFIX):]
+        with self._call(caller, "CreateKey", {"aliasName": alias}, read_only=False) as call:
+            description = AWS_MANAGED_DESCRIPTIONS.get(
+                service, f"Default key that protects my {service} data when no other key is "
+                         "defined")
+            try:
+                key = self._new_key(caller.account_id, description,
+                                    aws_managed_key_policy(caller.account_id, service,
+                                                           self.region),
+                                    (), KeyManager.AWS, alias=alias)
+            except AlreadyExistsException:
+                key = self._managed(caller.account_id, alias)
+                if key is None:
+                    raise
+            call.keys.append(key)
+            meta = key.metadata.to_api()
+            call.response = {"keyMetadata": _camel(meta)}
+            return {"KeyMetadata": meta}
+
+    def _managed(self, account_id: str, alias: str) -> Key | None:
+        found = self._store.get_alias(account_id, alias)
+        return self._store.get_key(found.target_key_id) if found else None
+
+    def describe_key(self, caller: Caller, key_id: str,
+                     grant_tokens: Sequence[str] | None = None) -> dict[str, Any]:
+        with self._call(caller, "DescribeKey", {"keyId": P.s(key_id)}, read_only=True) as call:
+            self._grant_tokens(grant_tokens)
+            key = self._resolve(call, key_id, "DescribeKey")
+            return {"KeyMetadata": key.metadata.to_api()}
+
+    def list_keys(self, caller: Caller, *, limit: int | None = None,
+                  marker: str | None = None) -> dict[str, Any]:
+        with self._call(caller, "ListKeys", {"limit": limit, "marker": marker},
+                        read_only=True):
+            n = P.limit(limit)
+            keys = self._store.list_keys(caller.account_id, n + 1, P.marker(marker))
+            out: dict[str, Any] = {"Keys": [{"KeyId": k.key_id, "KeyArn": k.arn}
+                                            for k in keys[:n]],
+                                   "Truncated": len(keys) > n}
+            if len(keys) > n:
+                out["NextMarker"] = keys[n - 1].key_id
+            return out
+
+    def update_key_description(self, caller: Caller, key_id: str,
+                               description: str) -> dict[str, Any]:
+        with self._call(caller, "UpdateKeyDescription",
+                        {"keyId": P.s(key_id), "description": P.s(description)},
+                        read_only=False) as call:
+            if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+                raise P.length_error("description", "less than or equal to", MAX_DESCRIPTION)
+            key = self._resolve(call, key_id, "UpdateKeyDescription")
+
+            def change(k: Key) -> dict[str, Any]:
+                self._require_not_pending_deletion(k)
+                return {"description": description}
+            self._store.update_key(key.key_id, change)
+            return {}
+
+    def enable_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
+        return self._set_enabled(caller, key_id, "EnableKey", KeyState.ENABLED)
+
+    def disable_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
+        return self._set_enabled(caller, key_id, "DisableKey", KeyState.DISABLED)
+
+    def _set_enabled(self, caller: Caller, key_id: str, op: str,
+                     state: KeyState) -> dict[str, Any]:
+        with self._call(caller, op, {"keyId": P.s(key_id)}, read_only=False) as call:
+            key = self._resolve(call, key_id, op)
+
+            def change(k: Key) -> dict[str, Any]:
+                if k.state not in (KeyState.ENABLED, KeyState.DISABLED, KeyState.UNAVAILABLE):
+                    raise KMSInvalidStateException(f"{k.arn} {_NOT_USABLE[k.state]}")
+                return {"key_state": state}
+            self._store.update_key(key.key_id, change)
+            return {}
+
+    def schedule_key_deletion(self, caller: Caller, key_id: str, *,
+                              pending_window_in_days: int = DEFAULT_PENDING_DAYS
+                              ) -> dict[str, Any]:
+        with self._call(caller, "ScheduleKeyDeletion",
+                        {"keyId": P.s(key_id), "pendingWindowInDays": pending_window_in_days
+                         if isinstance(pending_window_in_days, int) else None},
+                        read_only=False) as call:
+            days = pending_window_in_days
+            if (not isinstance(days, int) or isinstance(days, bool)
+                    or not MIN_PENDING_DAYS <= days <= MAX_PENDING_DAYS):
+                raise ValidationException(
+                    f"PendingWindowInDays must be between {MIN_PENDING_DAYS} and "
+                    f"{MAX_PENDING_DAYS}")
+            key = self._resolve(call, key_id, "ScheduleKeyDeletion")
+            when = self._clock() + days * DAY
+
+            def change(k: Key) -> dict[str, Any]:
+                self._require_not_pending_deletion(k)
+                return {"key_state": KeyState.PENDING_DELETION, "deletion_date": when,
+                        "pending_window_days": days}
+            self._store.update_key(key.key_id, change)
+            call.response = {"keyId": key.arn, "deletionDate": P.iso(when),
+                             "keyState": KeyState.PENDING_DELETION.value,
+                             "pendingWindowInDays": days}
+            return {"KeyId": key.arn, "DeletionDate": when,
+                    "KeyState": KeyState.PENDING_DELETION.value, "PendingWindowInDays": days}
+
+    def cancel_key_deletion(self, caller: Caller, key_id: str) -> dict[str, Any]:
+        with self._call(caller, "CancelKeyDeletion", {"keyId": P.s(key_id)},
+                        read_only=False) as call:
+            key = self._resolve(call, key_id, "CancelKeyDeletion")
+
+            def change(k: Key) -> dict[str, Any]:
+                if k.state is not KeyState.PENDING_DELETION:
+                    raise KMSInvalidStateException(f"{k.arn} is not pending deletion.")
+                # AWS leaves a cancelled key Disabled (BC CancelKeyDeletion).
+                return {"key_state": KeyState.DISABLED, "deletion_date": None,
+                        "pending_window_days": None}
+            self._store.update_key(key.key_id, change)
+            call.response = {"keyId": key.arn}
+            return {"KeyId": key.arn}
+
+    def apply_due_deletions(self, now: float | None = None) -> list[str]:
+        """Delete keys whose DeletionDate has passed: material, versions, aliases. Each is
+        audited as the service event ``DeleteKey``. Returns the deleted key ARNs."""
+        now = self._clock() if now is None else now
+        deleted: list[str] = []
+        for key in self._store.due_deletions(now):
+            def still_due(k: Key) -> None:
+                if k.state is not KeyState.PENDING_DELETION or (k.metadata.deletion_date or 0) > now:
+                    raise KMSInvalidStateException(f"{k.arn} is not pending deletion.")
+            try:
+                versions = self._store.delete_key(key.key_id, still_due)
+            except (NotFoundException, KMSInvalidStateException):
+                continue        # cancelled or deleted by someone else meanwhile
+            for v in versions:
+                self._backend.forget(key.arn, v.version)
+            self._emit(AuditEvent(
+                event_name="DeleteKey", event_time=now, region=self.region,
+                event_id=self._uuid(), request_id=self._uuid(), read_only=False,
+                account_id=key.account_id, principal_arn=None, source_ip="AWS Internal",
+                user_agent="AWS Internal", invoked_by="AWS Internal",
+                resources=((key.account_id, key.arn),), event_type="AwsServiceEvent",
+                service_event_details={"keyId": key.key_id}))
+            deleted.append(key.arn)
+        return deleted
+
+    # -- rotation ----------------------------------------------------------------------------
+
+    def rotate_key_on_demand(self, caller: Caller, key_id: str) -> dict[str, Any]:
+        with self._call(caller, "RotateKeyOnDemand", {"keyId": P.s(key_id)},
+                        read_only=False) as call:
+            key = self._resolve(call, key_id, "RotateKeyOnDemand")
+
+            def check(k: Key) -> None:
+                if k.state is KeyState.DISABLED:
+                    raise DisabledException(f"{k.arn} is disabled.")
+                if k.state is not KeyState.ENABLED:
+                    raise KMSInvalidStateException(f"{k.arn} {_NOT_USABLE[k.state]}")
+                if (k.metadata.key_spec is not KeySpec.SYMMETRIC_DEFAULT
+                        or k.metadata.origin is not Origin.AWS_KMS):
+                    raise UnsupportedOperationException(
+                        f"{k.arn} does not support on-demand rotation.")
+            made: list[int] = []
+
+            def record(version: int) -> bytes:
+                made.append(version)
+                return self._backend.generate(key.arn, version)
+            try:
+                self._store.add_version(key.key_id, check, record, self._clock(),
+                                        RotationType.ON_DEMAND, MAX_ON_DEMAND_ROTATIONS)
+            except BaseException:
+                for v in made:
+                    self._backend.forget(key.arn, v)
+                raise
+            call.response = {"keyId": key.arn}
+            return {"KeyId": key.arn}
+
+    def list_key_rotations(self, caller: Caller, key_id: str) -> dict[str, Any]:
+        with self._call(caller, "ListKeyRotations", {"keyId": P.s(key_id)},
+                        read_only=True) as call:
+            key = self._resolve(call, key_id, "ListKeyRotations")
+            rotations = [{"KeyId": key.arn, "RotationDate": v.creation_date,
+                          "RotationType": v.rotation_type.value}
+                         for v in self._store.list_versions(key.key_id) if v.rotation_type]
+            return {"Rotations": rotations, "Truncated": False}
+
+    # -- aliases -----------------------------------------------------------------------------
+
+    def create_alias(self, caller: Caller, alias_name: str, target_key_id: str
+                     ) -> dict[str, Any]:
+        with self._call(caller, "CreateAlias",
+                        {"aliasName": P.s(alias_name), "targetKeyId": P.s(target_key_id)},
+                        read_only=False) as call:
+            validate_alias_name(alias_name)
+            key = self._alias_target(call, target_key_id, "CreateAlias")
+            self._store.create_alias(caller.account_id, alias_name, key.key_id, self._clock(),
+                                     self._require_not_pending_deletion, MAX_ALIASES_PER_KEY)
+            return {}
+
+    def update_alias(self, caller: Caller, alias_name: str, target_key_id: str
+                     ) -> dict[str, Any]:
+        with self._call(caller, "UpdateAlias",
+                        {"aliasName": P.s(alias_name), "targetKeyId": P.s(target_key_id)},
+                        read_only=False) as call:
+            validate_alias_name(alias_name)
+            current = self._store.get_alias(caller.account_id, alias_name)
+            if current is None:
+                raise NotFoundException(
+                    f"Alias {alias_arn(self.region, caller.account_id, alias_name)} is not "
+                    "found.")
+            old = self._store.get_key(current.target_key_id)
+            if old is not None:
+                call.keys.append(old)
+                authorize(caller, "UpdateAlias", old)
+            key = self._alias_target(call, target_key_id, "UpdateAlias")
+            # Footnote 10: the current target may be pending deletion, the new one may not.
+            self._store.update_alias(caller.account_id, alias_name, key.key_id, self._clock(),
+                                     self._require_not_pending_deletion, MAX_ALIASES_PER_KEY)
+            return {}
+
+    def _alias_target(self, call: _Call, target_key_id: object, action: str) -> Key:
+        ref = parse_key_ref(target_key_id, self.region, param="targetKeyId")
+        if ref.kind == "alias":
+            raise ValidationException("TargetKeyId must be a key ID or key ARN, not an alias")
+        return self._resolve(call, target_key_id, action, param="targetKeyId")
+
+    def delete_alias(self, caller: Caller, alias_name: str) -> dict[str, Any]:
+        with self._call(caller, "DeleteAlias", {"aliasName": P.s(alias_name)},
+                        read_only=False) as call:
+            validate_alias_name(alias_name)
+            current = self._store.get_alias(caller.account_id, alias_name)
+            if current is None:
+                raise NotFoundException(
+                    f"Alias {alias_arn(self.region, caller.account_id, alias_name)} is not "
+                    "found.")
+            key = self._store.get_key(current.target_key_id)
+            if key is not None:
+                call.keys.append(key)
+                authorize(caller, "DeleteAlias", key)
+            self._store.delete_alias(caller.account_id, alias_name)
+            return {}
+
+    def list_aliases(self, caller: Caller, *, key_id: str | None = None,
+                     limit: int | None = None, marker: str | None = None) -> dict[str, Any]:
+        with self._call(caller, "ListAliases",
+                        {"keyId": P.s(key_id), "limit": limit, "marker": marker},
+                        read_only=True) as call:
+            n = P.limit(limit)
+            target = self._resolve(call, key_id, "ListAliases") if key_id is not None else None
+            aliases = self._store.list_aliases(caller.account_id,
+                                               target.key_id if target else None, n + 1,
+                                               P.marker(marker))
+            out: dict[str, Any] = {"Aliases": [a.to_api() for a in aliases[:n]],
+                                   "Truncated": len(aliases) > n}
+            if len(aliases) > n:
+                out["NextMarker"] = aliases[n - 1].alias_name
+            return out
+
+    # -- cryptographic operations --------------------------------------------------------------
+
+    def encrypt(self, caller: Caller, key_id: str, plaintext: bytes, *,
+                encryption_context: Mapping[str, str] | None = None,
+                encryption_algorithm: str = _SYM,
+                grant_tokens: Sequence[str] | None = None) -> dict[str, Any]:
+        with self._call(caller, "Encrypt", {"keyId": P.s(key_id),
+                                            "encryptionAlgorithm": P.s(encryption_algorithm)},
+                        read_only=True) as call:
+            context = ec.validate(encryption_context)
+            call.params["encryptionContext"] = context or None
+            data = self._plaintext(plaintext)
+            self._grant_tokens(grant_tokens)
+            alg = self._algorithm(encryption_algorithm)
+            key = self._resolve(call, key_id, "Encrypt")
+            self._require_usable(key, "Encrypt")
+            return {"CiphertextBlob": self._seal(key, data, context), "KeyId": key.arn,
+                    "EncryptionAlgorithm": alg}
+
+    def decrypt(self, caller: Caller, ciphertext_blob: bytes, *,
+                encryption_context: Mapping[str, str] | None = None,
+                key_id: str | None = None, encryption_algorithm: str = _SYM,
+                grant_tokens: Sequence[str] | None = None) -> dict[str, Any]:
+        # CloudTrail always records encryptionAlgorithm for Decrypt (DG/ct-decrypt).
+        with self._call(caller, "Decrypt", {"keyId": P.s(key_id),
+                                            "encryptionAlgorithm": P.s(encryption_algorithm)},
+                        read_only=True) as call:
+            context = ec.validate(encryption_context)
+            call.params["encryptionContext"] = context or None
+            self._grant_tokens(grant_tokens)
+            alg = self._algorithm(encryption_algorithm)
+            blob = self._blob(ciphertext_blob)
+            key = self._blob_key(call, blob, key_id, "Decrypt", "keyId")
+            self._require_usable(key, "Decrypt")
+            return {"KeyId": key.arn, "Plaintext": self._open(key, blob, context),
+                    "EncryptionAlgorithm": alg}
+
+    def re_encrypt(self, caller: Caller, ciphertext_blob: bytes, destination_key_id: str, *,
+                   source_encryption_context: Mapping[str, str] | None = None,
+                   destination_encryption_context: Mapping[str, str] | None = None,
+                   source_key_id: str | None = None,
+                   source_encryption_algorithm: str = _SYM,
+                   destination_encryption_algorithm: str = _SYM,
+                   grant_tokens: Sequence[str] | None = None) -> dict[str, Any]:
+        with self._call(caller, "ReEncrypt", {
+                "sourceKeyId": P.s(source_key_id), "destinationKeyId": P.s(destination_key_id),
+                "sourceEncryptionAlgorithm": P.s(source_encryption_algorithm),
+                "destinationEncryptionAlgorithm": P.s(destination_encryption_algorithm)},
+                read_only=True) as call:
+            src_ctx = ec.validate(source_encryption_context)
+            dst_ctx = ec.validate(destination_encryption_context)
+            call.params["sourceEncryptionContext"] = src_ctx or None
+            call.params["destinationEncryptionContext"] = dst_ctx or None
+            self._grant_tokens(grant_tokens)
+            src_alg = self._algorithm(source_encryption_algorithm)
+            dst_alg = self._algorithm(destination_encryption_algorithm)
+            blob = self._blob(ciphertext_blob)
+            src = self._blob_key(call, blob, source_key_id, "ReEncryptFrom", "sourceKeyId")
+            dst = self._resolve(call, destination_key_id, "ReEncryptTo",
+                                param="destinationKeyId")
+            self._require_usable(src, "ReEncrypt")
+            self._require_usable(dst, "ReEncrypt")
+            plaintext = self._open(src, blob, src_ctx)
+            return {"CiphertextBlob": self._seal(dst, plaintext, dst_ctx),
+                    "SourceKeyId": src.arn, "KeyId": dst.arn,
+                    "SourceEncryptionAlgorithm": src_alg,
+                    "DestinationEncryptionAlgorithm": dst_alg}
+
+    def generate_data_key(self, caller: Caller, key_id: str, *, key_spec: str | None = None,
+                          number_of_bytes: int | None = None,
+                          encryption_context: Mapping[str, str] | None = None,
+                          grant_tokens: Sequence[str] | None = None) -> dict[str, Any]:
+        return self._data_key(caller, "GenerateDataKey", key_id, key_spec, number_of_bytes,
+                              encryption_context, grant_tokens, with_plaintext=True)
+
+    def generate_data_key_without_plaintext(
+            self, caller: Caller, key_id: str, *, key_spec: str | None = None,
+            number_of_bytes: int | None = None,
+            encryption_context: Mapping[str, str] | None = None,
+            grant_tokens: Sequence[str] | None = None) -> dict[str, Any]:
+        return self._data_key(caller, "GenerateDataKeyWithoutPlaintext", key_id, key_spec,
+                              number_of_bytes, encryption_context, grant_tokens,
+                              with_plaintext=False)
+
+    def _data_key(self, caller: Caller, op: str, key_id: object, key_spec: object,
+                  number_of_bytes: object, encryption_context: Mapping[str, str] | None,
+                  grant_tokens: Sequence[str] | None, *, with_plaintext: bool
+                  ) -> dict[str, Any]:
+        with self._call(caller, op, {
+                "keyId": P.s(key_id), "keySpec": P.s(key_spec),
+                "numberOfBytes": number_of_bytes if isinstance(number_of_bytes, int) else None},
+                read_only=True) as call:
+            context = ec.validate(encryption_context)
+            call.params["encryptionContext"] = context or None
+            self._grant_tokens(grant_tokens)
+            size = P.data_key_size(key_spec, number_of_bytes)
+            key = self._resolve(call, key_id, op)
+            self._require_usable(key, op)
+            plaintext = self._rand(size)
+            out: dict[str, Any] = {"CiphertextBlob": self._seal(key, plaintext, context),
+                                   "KeyId": key.arn}
+            if with_plaintext:
+                out["Plaintext"] = plaintext
+            return out

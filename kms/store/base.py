@@ -1,0 +1,59 @@
+"""The KeyStore contract. SQLite is the default (``kms.store.sqlite``); PostgreSQL comes later."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from kms.model import Alias, Key, KeyVersion, RotationType
+
+__all__ = ["KeyStore", "KeyCheck", "KeyChanges"]
+
+KeyCheck = Callable[[Key], None]
+"""Runs inside the transaction on the freshly read key; raises a KMSError to abort it."""
+KeyChanges = Callable[[Key], Mapping[str, Any]]
+"""Like KeyCheck, and returns the columns to change (key_state, deletion_date, ...)."""
+
+
+class KeyStore(Protocol):
+    """Keys, versions and aliases. Every mutation is one transaction; the ``check`` callbacks
+    run inside it so state rules are applied to the row being changed, not to a stale read.
+
+    Lookups return None when absent. Mutations raise ``NotFoundException`` for a missing key or
+    alias, ``AlreadyExistsException`` for a taken alias name, ``LimitExceededException`` for
+    the alias and rotation quotas, and whatever ``check`` raises. Safe to call from many
+    threads.
+    """
+
+    def create_key(self, key: Key, version: KeyVersion, alias: str | None = None) -> None: ...
+
+    def get_key(self, key_id: str) -> Key | None: ...
+
+    def list_keys(self, account_id: str, limit: int, after: str | None) -> list[Key]: ...
+
+    def update_key(self, key_id: str, changes: KeyChanges) -> Key: ...
+
+    def add_version(self, key_id: str, check: KeyCheck, make_record: Callable[[int], bytes],
+                    now: float, rotation_type: RotationType, max_rotations: int) -> KeyVersion: ...
+
+    def get_version(self, key_id: str, version: int) -> KeyVersion | None: ...
+
+    def list_versions(self, key_id: str) -> list[KeyVersion]: ...
+
+    def get_alias(self, account_id: str, alias_name: str) -> Alias | None: ...
+
+    def list_aliases(self, account_id: str, key_id: str | None, limit: int,
+                     after: str | None) -> list[Alias]: ...
+
+    def create_alias(self, account_id: str, alias_name: str, target_key_id: str, now: float,
+                     check: KeyCheck, max_per_key: int) -> Alias: ...
+
+    def update_alias(self, account_id: str, alias_name: str, target_key_id: str, now: float,
+                     check: KeyCheck) -> Alias: ...
+
+    def delete_alias(self, account_id: str, alias_name: str) -> Alias: ...
+
+    def due_deletions(self, now: float) -> list[Key]: ...
+
+    def delete_key(self, key_id: str, check: KeyCheck) -> list[KeyVersion]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,356 @@
+"""SQLite key store (``<data_dir>/kms/kms.db``): WAL, foreign keys, one transaction per change.
+
+Schema version 1 (``PRAGMA user_version``; a newer version on disk is refused)::
+
+    keys(key_id PK, arn UNIQUE, account_id, creation_date, description, key_usage, key_spec,
+         origin, key_manager, key_state, deletion_date, pending_window_days, policy,
+         tags JSON [[k, v], ...], current_version)
+    key_versions(key_id -> keys ON DELETE CASCADE, version, creation_date, rotation_type,
+                 backend, material BLOB)            PK (key_id, version)
+    aliases(account_id, alias_name, target_key_id -> keys ON DELETE CASCADE, creation_date,
+            last_updated_date)                       PK (account_id, alias_name)
+
+``material`` is the backend's record (wrapped material), never raw key bytes.
+``synchronous=FULL``: a committed key version must survive power loss, or data encrypted under
+it is lost. ``secure_delete`` zeroes the pages of deleted rows. Writers take the lock up front
+(``BEGIN IMMEDIATE``) so a read-check-write never deadlocks on lock upgrade. One connection per
+thread (sqlite3 objects are not shared across threads).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from kms.errors import (AlreadyExistsException, KMSInternalException, LimitExceededException,
+                        NotFoundException)
+from kms.model import (Alias, Key, KeyManager, KeyMetadata, KeySpec, KeyState, KeyUsage,
+                       KeyVersion, Origin, RotationType)
+from kms.store.base import KeyChanges, KeyCheck
+
+__all__ = ["SQLiteKeyStore", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE keys (
+    key_id TEXT PRIMARY KEY,
+    arn TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    creation_date REAL NOT NULL,
+    description TEXT NOT NULL,
+    key_usage TEXT NOT NULL,
+    key_spec TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    key_manager TEXT NOT NULL,
+    key_state TEXT NOT NULL,
+    deletion_date REAL,
+    pending_window_days INTEGER,
+    policy TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    current_version INTEGER NOT NULL
+);
+CREATE INDEX keys_by_account ON keys(account_id, key_id);
+CREATE INDEX keys_by_deletion ON keys(deletion_date) WHERE deletion_date IS NOT NULL;
+CREATE TABLE key_versions (
+    key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    creation_date REAL NOT NULL,
+    rotation_type TEXT,
+    backend TEXT NOT NULL,
+    material BLOB NOT NULL,
+    PRIMARY KEY (key_id, version)
+) WITHOUT ROWID;
+CREATE TABLE aliases (
+    account_id TEXT NOT NULL,
+    alias_name TEXT NOT NULL,
+    target_key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    creation_date REAL NOT NULL,
+    last_updated_date REAL NOT NULL,
+    PRIMARY KEY (account_id, alias_name)
+) WITHOUT ROWID;
+CREATE INDEX aliases_by_target ON aliases(target_key_id);
+"""
+
+_KEY_COLS = ("key_id, arn, account_id, creation_date, description, key_usage, key_spec, origin, "
+             "key_manager, key_state, deletion_date, pending_window_days, policy, tags, "
+             "current_version")
+_MUTABLE = {"key_state", "deletion_date", "pending_window_days", "description", "policy",
+            "tags", "current_version"}
+
+
+def _key(row: tuple) -> Key:
+    meta = KeyMetadata(
+        key_id=row[0], arn=row[1], account_id=row[2], creation_date=row[3], description=row[4],
+        key_usage=KeyUsage(row[5]), key_spec=KeySpec(row[6]), origin=Origin(row[7]),
+        key_manager=KeyManager(row[8]), key_state=KeyState(row[9]), deletion_date=row[10],
+        pending_deletion_window_in_days=row[11])
+    return Key(metadata=meta, policy=row[12], tags=tuple(tuple(t) for t in json.loads(row[13])),
+               current_version=row[14])
+
+
+def _version(row: tuple) -> KeyVersion:
+    return KeyVersion(key_id=row[0], version=row[1], creation_date=row[2],
+                      rotation_type=RotationType(row[3]) if row[3] else None,
+                      material=bytes(row[4]))
+
+
+class SQLiteKeyStore:
+    def __init__(self, path: Path, *, region: str, backend_name: str = "software") -> None:
+        self._path = Path(path)
+        self._region = region
+        self._backend = backend_name
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections and transactions -------------------------------------------------------
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            if self._closed:
+                raise KMSInternalException("key store is closed")
+            con = sqlite3.connect(self._path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA secure_delete=ON")
+            self._local.con = con
+            with self._all_lock:
+                self._all.append(con)
+        return con
+
+    @contextmanager
+    def _txn(self) -> Iterator[sqlite3.Connection]:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._txn() as con:
+            (ver,) = con.execute("PRAGMA user_version").fetchone()
+            if ver > SCHEMA_VERSION:
+                raise KMSInternalException(
+                    f"kms.db schema version {ver} is newer than this build ({SCHEMA_VERSION})")
+            if ver == 0:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        con.execute(stmt)
+                con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            cons, self._all = self._all, []
+        for con in cons:
+            try:
+                con.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    # -- keys --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_key(con: sqlite3.Connection, key_id: str) -> Key | None:
+        row = con.execute(f"SELECT {_KEY_COLS} FROM keys WHERE key_id=?", (key_id,)).fetchone()
+        return _key(row) if row else None
+
+    def _must_key(self, con: sqlite3.Connection, key_id: str) -> Key:
+        key = self._read_key(con, key_id)
+        if key is None:
+            raise NotFoundException(f"Key '{key_id}' does not exist")
+        return key
+
+    def _insert_version(self, con: sqlite3.Connection, v: KeyVersion) -> None:
+        con.execute("INSERT INTO key_versions VALUES (?,?,?,?,?,?)",
+                    (v.key_id, v.version, v.creation_date,
+                     v.rotation_type.value if v.rotation_type else None, self._backend,
+                     v.material))
+
+    def create_key(self, key: Key, version: KeyVersion, alias: str | None = None) -> None:
+        m = key.metadata
+        with self._txn() as con:
+            con.execute(
+                f"INSERT INTO keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (m.key_id, m.arn, m.account_id, m.creation_date, m.description,
+                 m.key_usage.value, m.key_spec.value, m.origin.value, m.key_manager.value,
+                 m.key_state.value, m.deletion_date, m.pending_deletion_window_in_days,
+                 key.policy, json.dumps([list(t) for t in key.tags]), key.current_version))
+            self._insert_version(con, version)
+            if alias is not None:
+                try:
+                    con.execute("INSERT INTO aliases VALUES (?,?,?,?,?)",
+                                (m.account_id, alias, m.key_id, m.creation_date,
+                                 m.creation_date))
+                except sqlite3.IntegrityError:
+                    raise AlreadyExistsException(
+                        f"An alias with the name {self._alias_arn(m.account_id, alias)} "
+                        "already exists") from None
+
+    def get_key(self, key_id: str) -> Key | None:
+        return self._read_key(self._con(), key_id)
+
+    def list_keys(self, account_id: str, limit: int, after: str | None) -> list[Key]:
+        rows = self._con().execute(
+            f"SELECT {_KEY_COLS} FROM keys WHERE account_id=? AND key_id>? "
+            "ORDER BY key_id LIMIT ?", (account_id, after or "", limit)).fetchall()
+        return [_key(r) for r in rows]
+
+    def update_key(self, key_id: str, changes: KeyChanges) -> Key:
+        with self._txn() as con:
+            key = self._must_key(con, key_id)
+            cols = dict(changes(key))
+            if not cols:
+                return key
+            bad = set(cols) - _MUTABLE
+            if bad:
+                raise ValueError(f"immutable columns {sorted(bad)}")
+            if "tags" in cols:
+                cols["tags"] = json.dumps([list(t) for t in cols["tags"]])
+            cols = {k: (v.value if hasattr(v, "value") else v) for k, v in cols.items()}
+            sets = ", ".join(f"{c}=?" for c in cols)
+            con.execute(f"UPDATE keys SET {sets} WHERE key_id=?", (*cols.values(), key_id))
+            return self._must_key(con, key_id)
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def add_version(self, key_id: str, check: KeyCheck, make_record: Callable[[int], bytes],
+                    now: float, rotation_type: RotationType, max_rotations: int) -> KeyVersion:
+        with self._txn() as con:
+            key = self._must_key(con, key_id)
+            check(key)
+            (n,) = con.execute("SELECT COUNT(*) FROM key_versions WHERE key_id=? AND "
+                               "rotation_type=?", (key_id, rotation_type.value)).fetchone()
+            if n >= max_rotations:
+                raise LimitExceededException(
+                    f"The on-demand rotations limit has been reached for the given keyId. "
+                    f"No more on-demand rotations can be performed for this key: {key.arn}")
+            version = key.current_version + 1
+            kv = KeyVersion(key_id, version, now, rotation_type, make_record(version))
+            self._insert_version(con, kv)
+            con.execute("UPDATE keys SET current_version=? WHERE key_id=?", (version, key_id))
+            return kv
+
+    def get_version(self, key_id: str, version: int) -> KeyVersion | None:
+        row = self._con().execute(
+            "SELECT key_id, version, creation_date, rotation_type, material FROM key_versions "
+            "WHERE key_id=? AND version=?", (key_id, version)).fetchone()
+        return _version(row) if row else None
+
+    def list_versions(self, key_id: str) -> list[KeyVersion]:
+        rows = self._con().execute(
+            "SELECT key_id, version, creation_date, rotation_type, material FROM key_versions "
+            "WHERE key_id=? ORDER BY version", (key_id,)).fetchall()
+        return [_version(r) for r in rows]
+
+    # -- aliases -----------------------------------------------------------------------------
+
+    def _alias_arn(self, account_id: str, alias_name: str) -> str:
+        return f"arn:aws:kms:{self._region}:{account_id}:{alias_name}"
+
+    def _alias(self, row: tuple) -> Alias:
+        return Alias(account_id=row[0], alias_name=row[1],
+                     alias_arn=self._alias_arn(row[0], row[1]), target_key_id=row[2],
+                     creation_date=row[3], last_updated_date=row[4])
+
+    def _read_alias(self, con: sqlite3.Connection, account_id: str,
+                    alias_name: str) -> Alias | None:
+        row = con.execute("SELECT * FROM aliases WHERE account_id=? AND alias_name=?",
+                          (account_id, alias_name)).fetchone()
+        return self._alias(row) if row else None
+
+    def get_alias(self, account_id: str, alias_name: str) -> Alias | None:
+        return self._read_alias(self._con(), account_id, alias_name)
+
+    def list_aliases(self, account_id: str, key_id: str | None, limit: int,
+                     after: str | None) -> list[Alias]:
+        sql = "SELECT * FROM aliases WHERE account_id=? AND alias_name>?"
+        args: list = [account_id, after or ""]
+        if key_id is not None:
+            sql += " AND target_key_id=?"
+            args.append(key_id)
+        rows = self._con().execute(sql + " ORDER BY alias_name LIMIT ?", (*args, limit))
+        return [self._alias(r) for r in rows.fetchall()]
+
+    def _check_alias_quota(self, con: sqlite3.Connection, key: Key, max_per_key: int) -> None:
+        (n,) = con.execute("SELECT COUNT(*) FROM aliases WHERE target_key_id=?",
+                           (key.key_id,)).fetchone()
+        if n >= max_per_key:
+            raise LimitExceededException(
+                f"Key {key.arn} already has the maximum of {max_per_key} aliases")
+
+    def create_alias(self, account_id: str, alias_name: str, target_key_id: str, now: float,
+                     check: KeyCheck, max_per_key: int = 50) -> Alias:
+        with self._txn() as con:
+            key = self._must_key(con, target_key_id)
+            check(key)
+            if self._read_alias(con, account_id, alias_name) is not None:
+                raise AlreadyExistsException(
+                    f"An alias with the name {self._alias_arn(account_id, alias_name)} "
+                    "already exists")
+            self._check_alias_quota(con, key, max_per_key)
+            con.execute("INSERT INTO aliases VALUES (?,?,?,?,?)",
+                        (account_id, alias_name, target_key_id, now, now))
+            return self._read_alias(con, account_id, alias_name)  # type: ignore[return-value]
+
+    def update_alias(self, account_id: str, alias_name: str, target_key_id: str, now: float,
+                     check: KeyCheck, max_per_key: int = 50) -> Alias:
+        with self._txn() as con:
+            if self._read_alias(con, account_id, alias_name) is None:
+                raise NotFoundException(
+                    f"Alias {self._alias_arn(account_id, alias_name)} is not found.")
+            key = self._must_key(con, target_key_id)
+            check(key)
+            self._check_alias_quota(con, key, max_per_key)
+            con.execute("UPDATE aliases SET target_key_id=?, last_updated_date=? "
+                        "WHERE account_id=? AND alias_name=?",
+                        (target_key_id, now, account_id, alias_name))
+            return self._read_alias(con, account_id, alias_name)  # type: ignore[return-value]
+
+    def delete_alias(self, account_id: str, alias_name: str) -> Alias:
+        with self._txn() as con:
+            alias = self._read_alias(con, account_id, alias_name)
+            if alias is None:
+                raise NotFoundException(
+                    f"Alias {self._alias_arn(account_id, alias_name)} is not found.")
+            con.execute("DELETE FROM aliases WHERE account_id=? AND alias_name=?",
+                        (account_id, alias_name))
+            return alias
+
+    # -- deletion ----------------------------------------------------------------------------
+
+    def due_deletions(self, now: float) -> list[Key]:
+        rows = self._con().execute(
+            f"SELECT {_KEY_COLS} FROM keys WHERE key_state=? AND deletion_date<=? "
+            "ORDER BY deletion_date", (KeyState.PENDING_DELETION.value, now)).fetchall()
+        return [_key(r) for r in rows]
+
+    def delete_key(self, key_id: str, check: KeyCheck) -> list[KeyVersion]:
+        """Delete the key, its versions and its aliases; returns the versions destroyed."""
+        with self._txn() as con:
+            check(self._must_key(con, key_id))
+            versions = [_version(r) for r in con.execute(
+                "SELECT key_id, version, creation_date, rotation_type, material "
+                "FROM key_versions WHERE key_id=?", (key_id,)).fetchall()]
+            con.execute("DELETE FROM aliases WHERE target_key_id=?", (key_id,))
+            con.execute("DELETE FROM key_versions WHERE key_id=?", (key_id,))
+            con.execute("DELETE FROM keys WHERE key_id=?", (key_id,))
+            return versions
