@@ -16,6 +16,7 @@ from gateway import auth
 from gateway.auth.types import Credential
 from gateway.config import Config
 from gateway.credentials import load_or_create_root
+from gateway.kms_api.handler import handle_kms
 from gateway.middleware import error_middleware, on_prepare
 from gateway.s3 import bucket, copy, encryption, listing, multipart, object_get, object_put
 from gateway.s3.common import S3Call
@@ -68,6 +69,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     creds = request.app[CREDENTIALS]
     service = auth.peek_service(request.raw_path, request.headers)
+    if service == "kms":
+        return await handle_kms(request, request.app[KMS_SERVICE], creds.get, cfg.region)
     if service != "s3":
         raise S3Error("NotImplemented", f"The {service} service is not available on this "
                       "endpoint yet")

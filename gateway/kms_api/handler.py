@@ -1,0 +1,156 @@
+"""The AWS KMS JSON 1.1 face: ``POST /``, ``X-Amz-Target: TrentService.<Operation>``.
+
+Requests are SigV4-signed for service ``kms``; the body (a small JSON document) is read first so
+its hash can complete the canonical request (botocore signs KMS bodies without sending
+``x-amz-content-sha256``). Parameters arrive in AWS's CamelCase and become the keyword arguments
+of the ``kms`` library's snake_case operations; blobs are base64 both ways. Failures are
+``{"__type": ..., "message": ...}`` with the error's HTTP status.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import inspect
+import json
+import logging
+import re
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+
+from gateway import auth
+from gateway.s3.errors import S3Error
+from kms import errors as ke
+from kms.model import Caller
+from kms.service import KMS
+
+__all__ = ["handle_kms", "OPERATIONS", "MAX_BODY"]
+
+log = logging.getLogger("coffer.kms_api")
+
+MAX_BODY = 1024 * 1024
+_TARGET_PREFIX = "TrentService."
+_CONTENT_TYPE = "application/x-amz-json-1.1"
+_BLOB_PARAMS = {"Plaintext", "CiphertextBlob", "Message", "Signature", "Mac", "PublicKey"}
+
+# AWS operation -> KMS method name. Only operations the library implements are listed;
+# anything else is UnknownOperationException, as AWS answers an unknown target.
+OPERATIONS: dict[str, str] = {
+    op: re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower() for op in (
+        "CreateKey", "DescribeKey", "ListKeys", "UpdateKeyDescription", "EnableKey",
+        "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "RotateKeyOnDemand",
+        "ListKeyRotations", "CreateAlias", "UpdateAlias", "DeleteAlias", "ListAliases",
+        "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext")
+}
+
+# S3-style authentication failures, as the KMS JSON protocol names them.
+_AUTH_ERRORS = {
+    "InvalidAccessKeyId": ("UnrecognizedClientException",
+                           "The security token included in the request is invalid."),
+    "SignatureDoesNotMatch": ("InvalidSignatureException",
+                              "The request signature we calculated does not match the "
+                              "signature you provided. Check your AWS Secret Access Key and "
+                              "signing method. Consult the service documentation for details."),
+    "RequestTimeTooSkewed": ("InvalidSignatureException", "Signature expired"),
+    "AccessDenied": ("AccessDeniedException", "Access Denied"),
+}
+
+
+def _error(type_: str, message: str, status: int = 400) -> web.Response:
+    body = json.dumps({"__type": type_, "message": message})
+    return web.Response(status=status, body=body.encode(), content_type=_CONTENT_TYPE)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _out(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {k: _out(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_out(v) for v in value]
+    return value
+
+
+def _kwargs(fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
+    accepted = inspect.signature(fn).parameters
+    kwargs: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in _BLOB_PARAMS and isinstance(value, str):
+            try:
+                value = base64.b64decode(value, validate=True)
+            except binascii.Error as exc:
+                raise ke.ValidationException(f"Value at '{name}' is not valid base64") from exc
+        snake = _snake(name)
+        if snake in accepted and snake != "caller":
+            kwargs[snake] = value
+        elif name == "DryRun" and value:
+            raise ke.UnsupportedOperationException("DryRun is not supported")
+    missing = [n for n, p in accepted.items() if n != "caller" and n != "self"
+               and p.default is inspect.Parameter.empty and n not in kwargs
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if missing:
+        camel = "".join(w.capitalize() for w in missing[0].split("_"))
+        camel = camel[0].lower() + camel[1:]
+        raise ke.ValidationException(f"1 validation error detected: Value null at '{camel}' "
+                                     "failed to satisfy constraint: Member must not be null")
+    return kwargs
+
+
+async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
+                     pool=None) -> web.StreamResponse:
+    """Authenticate, dispatch and render one KMS JSON request."""
+    if request.method != "POST" or request.path != "/":
+        return _error("UnknownOperationException", "", 404)
+    body = await request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        return _error("ValidationException", "Request body too large", 413)
+    try:
+        ctx = auth.authenticate(request.method, request.raw_path, request.headers, lookup,
+                                clock=time.time, server_region=region,
+                                body_sha256=hashlib.sha256(body).hexdigest())
+    except S3Error as err:
+        type_, message = _AUTH_ERRORS.get(err.code, ("IncompleteSignatureException",
+                                                     err.message))
+        return _error(type_, message, 400 if type_ != "AccessDeniedException" else 403)
+    if ctx.credential is None:
+        return _error("MissingAuthenticationTokenException", "Missing Authentication Token")
+    target = request.headers.get("X-Amz-Target", "")
+    op = target[len(_TARGET_PREFIX):] if target.startswith(_TARGET_PREFIX) else None
+    method = OPERATIONS.get(op or "")
+    if method is None:
+        return _error("UnknownOperationException", "")
+    try:
+        params = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error("SerializationException", "Malformed JSON body")
+    if not isinstance(params, dict):
+        return _error("SerializationException", "Malformed JSON body")
+    cred = ctx.credential
+    caller = Caller(principal_arn=cred.principal_arn, account_id=cred.account_id,
+                    source_ip=request.remote or "", secure_transport=request.secure,
+                    user_agent=request.headers.get("User-Agent", "")[:256],
+                    request_id=request.get("coffer_request_id", ""),
+                    access_key_id=cred.access_key_id)
+    fn = getattr(kms, method)
+    try:
+        kwargs = _kwargs(fn, params)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(pool, lambda: fn(caller, **kwargs))
+    except ke.KMSError as exc:
+        return _error(exc.type, exc.message, exc.http_status)
+    except (TypeError, ValueError) as exc:
+        log.info("request %s: bad KMS parameters: %s", caller.request_id, type(exc).__name__)
+        return _error("ValidationException", "Invalid parameter value")
+    except Exception:  # noqa: BLE001 - never a traceback on the wire
+        log.exception("request %s: KMS internal error", caller.request_id)
+        return _error("KMSInternalException", "An internal error occurred", 500)
+    return web.Response(body=json.dumps(_out(result or {})).encode(),
+                        content_type=_CONTENT_TYPE)
