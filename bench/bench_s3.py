@@ -181,11 +181,15 @@ def main() -> None:
     p.add_argument("--sse", choices=["aws:kms", "AES256"])
     p.add_argument("--sse-kms-key-id")
     p.add_argument("--bucket-key", action="store_true")
+    p.add_argument("--default-encryption", default="none", choices=["none", "AES256"],
+                   help="bucket default of the server this script starts (default none, so "
+                        "PUTs without --sse are unencrypted)")
     args = p.parse_args()
     server = None
     endpoint, pid = args.endpoint, args.pid
     if endpoint is None:
-        server = start_server(Path(tempfile.mkdtemp(prefix="coffer-bench-")) / "data")
+        server = start_server(Path(tempfile.mkdtemp(prefix="coffer-bench-")) / "data",
+                              env={"COFFER_DEFAULT_ENCRYPTION": args.default_encryption})
         endpoint, pid = server.endpoint, server.proc.pid
     try:
         print(asyncio.run(run(args, endpoint, pid)))

@@ -6,7 +6,10 @@ typed S3 operation and dispatched to its handler.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
 from typing import Awaitable, Callable
 
@@ -34,6 +37,8 @@ STORE = web.AppKey("store", ObjectStore)
 CREDENTIALS = web.AppKey("credentials", dict)
 KMS_SERVICE = web.AppKey("kms", KMS)
 ENVELOPE = web.AppKey("envelope", Envelope)
+
+log = logging.getLogger("coffer.gateway")
 
 Handler = Callable[[S3Call], Awaitable[web.StreamResponse]]
 S3_HANDLERS: dict[str, Handler] = {
@@ -90,6 +95,22 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handler(call)
 
 
+async def _kms_scheduler(kms: KMS, interval: float) -> None:
+    """Apply due key rotations, material expiries and deletions (audited by the KMS as
+    AwsServiceEvent records). Runs at start and then every ``interval`` seconds."""
+    jobs = [getattr(kms, name) for name in ("apply_due_rotations", "apply_due_deletions")
+            if hasattr(kms, name)]
+    while True:
+        for job in jobs:
+            try:
+                done = await asyncio.to_thread(job)
+                if done:
+                    log.info("kms scheduler: %s applied to %d key(s)", job.__name__, len(done))
+            except Exception:  # noqa: BLE001 - the scheduler must outlive one bad run
+                log.exception("kms scheduler: %s failed", job.__name__)
+        await asyncio.sleep(interval)
+
+
 def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 ** 2)
     app[CONFIG] = cfg
@@ -107,7 +128,11 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
         kms = KMS.open(cfg.data_dir, region=cfg.region)
         app[KMS_SERVICE] = kms
         app[ENVELOPE] = Envelope(kms, region=cfg.region, bucket_key_ttl=cfg.bucket_key_ttl)
+        scheduler = asyncio.create_task(_kms_scheduler(kms, cfg.scheduler_interval))
         yield
+        scheduler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scheduler
         app[ENVELOPE].close()
         kms.close()
 

@@ -40,3 +40,5 @@ class Config:
     sse_c_require_tls: bool = True
     # How long a plaintext S3 Bucket Key may be reused before it is fetched from KMS again.
     bucket_key_ttl: float = 300.0
+    # How often the server applies due key rotations and deletions.
+    scheduler_interval: float = 60.0

@@ -20,6 +20,7 @@ from typing import Any
 from kms import ciphertext as ct
 from kms import context as ec
 from kms import params as P
+from kms.asymmetric import AsymmetricOps
 from kms.audit import AuditEvent, AuditSink, JSONLinesSink
 from kms.authz import authorize, aws_managed_key_policy
 from kms.backends import KeyBackend, MaterialRef
@@ -33,6 +34,7 @@ from kms.errors import (AccessDeniedException, AlreadyExistsException, DisabledE
                         UnsupportedOperationException, ValidationException)
 from kms.keyref import (RESERVED_ALIAS_PREFIX, alias_arn, key_arn, parse_key_ref,
                         validate_alias_name)
+from kms.lifecycle import LifecycleOps
 from kms.model import (Caller, EncryptionAlgorithm, Key, KeyManager, KeyMetadata,
                        KeySpec, KeyState, KeyUsage, KeyVersion, Origin, RotationType)
 from kms.store.base import KeyStore
@@ -113,7 +115,7 @@ class _Call:
         return False
 
 
-class KMS:
+class KMS(LifecycleOps, AsymmetricOps):
     """The embedded KMS. Build with ``KMS.open(data_dir)``; ``close()`` when done."""
 
     def __init__(self, *, store: KeyStore, backend: KeyBackend, audit: AuditSink,

@@ -34,17 +34,29 @@ log = logging.getLogger("coffer.kms_api")
 MAX_BODY = 1024 * 1024
 _TARGET_PREFIX = "TrentService."
 _CONTENT_TYPE = "application/x-amz-json-1.1"
-_BLOB_PARAMS = {"Plaintext", "CiphertextBlob", "Message", "Signature", "Mac", "PublicKey"}
+_BLOB_PARAMS = {"Plaintext", "CiphertextBlob", "Message", "Signature", "Mac", "PublicKey",
+                "EncryptedKeyMaterial", "ImportToken", "Recipient"}
 
-# AWS operation -> KMS method name. Only operations the library implements are listed;
-# anything else is UnknownOperationException, as AWS answers an unknown target.
+# The AWS KMS operations (botocore's kms 2014-11-01 model). An operation is served when the
+# ``kms`` library has its snake_case method; any other target is UnknownOperationException, as
+# AWS answers an unknown target.
+_AWS_OPERATIONS = (
+    "CancelKeyDeletion", "ConnectCustomKeyStore", "CreateAlias", "CreateCustomKeyStore",
+    "CreateGrant", "CreateKey", "Decrypt", "DeleteAlias", "DeleteCustomKeyStore",
+    "DeleteImportedKeyMaterial", "DeriveSharedSecret", "DescribeCustomKeyStores",
+    "DescribeKey", "DisableKey", "DisableKeyRotation", "DisconnectCustomKeyStore", "EnableKey",
+    "EnableKeyRotation", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext", "GenerateMac",
+    "GenerateRandom", "GetKeyLastUsage", "GetKeyPolicy", "GetKeyRotationStatus",
+    "GetParametersForImport", "GetPublicKey", "ImportKeyMaterial", "ListAliases",
+    "ListGrants", "ListKeyPolicies", "ListKeyRotations", "ListKeys", "ListResourceTags",
+    "ListRetirableGrants", "PutKeyPolicy", "ReEncrypt", "ReplicateKey", "RetireGrant",
+    "RevokeGrant", "RotateKeyOnDemand", "ScheduleKeyDeletion", "Sign", "TagResource",
+    "UntagResource", "UpdateAlias", "UpdateCustomKeyStore", "UpdateKeyDescription",
+    "UpdatePrimaryRegion", "Verify", "VerifyMac",
+)
 OPERATIONS: dict[str, str] = {
-    op: re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower() for op in (
-        "CreateKey", "DescribeKey", "ListKeys", "UpdateKeyDescription", "EnableKey",
-        "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "RotateKeyOnDemand",
-        "ListKeyRotations", "CreateAlias", "UpdateAlias", "DeleteAlias", "ListAliases",
-        "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext")
+    op: re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower() for op in _AWS_OPERATIONS
 }
 
 # S3-style authentication failures, as the KMS JSON protocol names them.
@@ -125,7 +137,7 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
     target = request.headers.get("X-Amz-Target", "")
     op = target[len(_TARGET_PREFIX):] if target.startswith(_TARGET_PREFIX) else None
     method = OPERATIONS.get(op or "")
-    if method is None:
+    if method is None or not hasattr(kms, method):
         return _error("UnknownOperationException", "")
     try:
         params = json.loads(body or b"{}")
