@@ -2,6 +2,7 @@
 
     coffer serve   run the gateway (S3 today; KMS, IAM faces join on the same port)
     coffer fsck    rebuild derived listing indexes from the object records
+    coffer demo    walk through SSE-KMS against a running local server (gateway/demo.py)
 
 Flags of ``serve`` follow DESIGN.md "Data dir and command line"; each has a ``COFFER_<NAME>``
 environment twin.
@@ -27,6 +28,13 @@ def _bool_env(name: str) -> bool:
     return (env_default(name, "") or "").lower() in ("1", "true", "yes", "on")
 
 
+def _encryption_mode(value: str) -> str:
+    mode = {"aes256": "AES256", "none": "none"}.get(value.strip().lower())
+    if mode is None:
+        raise argparse.ArgumentTypeError(f"invalid choice {value!r} (choose from AES256, none)")
+    return mode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coffer", description="Coffer: an S3-compatible "
                                      "object store with SSE-KMS and a built-in KMS")
@@ -49,9 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--domain", action="append", default=None,
                        help="domain for virtual-host-style buckets, repeatable "
                             "(COFFER_DOMAIN, comma-separated; default localhost)")
+    serve.add_argument("--default-encryption", type=_encryption_mode, metavar="{AES256,none}",
+                       default=env_default("default_encryption", "AES256"),
+                       help="encryption of PUTs to buckets without an encryption configuration "
+                            "(COFFER_DEFAULT_ENCRYPTION, default AES256 = SSE-S3)")
+    serve.add_argument("--sse-c-allow-http", action="store_true",
+                       default=_bool_env("sse_c_allow_http"),
+                       help="accept SSE-C keys over plain HTTP (COFFER_SSE_C_ALLOW_HTTP; "
+                            "default: HTTPS only, as S3)")
     serve.add_argument("--log-level", default=env_default("log_level", "INFO"))
     fsck = sub.add_parser("fsck", help="rebuild listing indexes from object records")
     _data_dir_arg(fsck)
+    from gateway.demo import add_arguments as demo_arguments
+    demo_arguments(sub.add_parser("demo", help="walk through SSE-KMS against a running server"))
     return parser
 
 
@@ -69,7 +87,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   tls_key=Path(args.tls_key) if args.tls_key else None,
                   domains=tuple(domains),
                   root_access_key=env_default("root_access_key"),
-                  root_secret_key=env_default("root_secret_key"))
+                  root_secret_key=env_default("root_secret_key"),
+                  default_encryption=args.default_encryption,
+                  sse_c_require_tls=not args.sse_c_allow_http)
 
 
 def _ssl_context(cfg: Config) -> tuple[ssl.SSLContext, Path | None]:
@@ -136,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         return serve(config_from_args(args))
     if args.command == "fsck":
         return fsck(Path(args.data_dir))
+    if args.command == "demo":
+        from gateway.demo import run as demo
+        return demo(args)
     parser.print_help()
     return 2
 
