@@ -123,7 +123,10 @@ def _part_range(call: S3Call, info: ObjectInfo) -> tuple[int, int] | None:
     except ValueError as exc:
         raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, "
                       "inclusive", ArgumentName="partNumber", ArgumentValue=raw) from exc
-    sizes = info.part_sizes or [info.size]
+    record = info.meta.get("sse") or {}
+    # Encrypted parts are stored with their tags: use the plaintext part sizes.
+    sizes = [p["plain"] for p in record["parts"]] if "parts" in record \
+        else info.part_sizes or [info.size]
     if not 1 <= number <= len(sizes):
         raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable",
                       status=416)

@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.s3.errors import S3Error
 from gateway.sse.headers import SSE_C, SSE_KMS, SSE_S3, CustomerKey, SSERequest
-from gateway.sse.stream import (SegmentDecryptor, SegmentEncryptor, SSEError, StreamParams,
+from gateway.sse.stream import (SegmentDecryptor, SegmentEncryptor, SSEError,
+                                StreamAuthenticationError, StreamParams, ciphertext_size,
                                 new_stream_params, plan_range)
 from kms import errors as ke
 from kms.model import Caller
@@ -340,6 +341,11 @@ async def decrypt_stream(reader, info, data_key: _DataKey, bucket: str, key: str
         stored = [info.stored_size if info.stored_size is not None else info.size]
     if len(stored) != len(pieces):
         raise S3Error("InternalError")
+    # Only the covering segments are read, so check here that nothing was appended to (or cut
+    # from) any stream: its stored length is fixed by its plaintext size.
+    if any(stored_size != ciphertext_size(plain, params.segment_size)
+           for (_, plain, params), stored_size in zip(pieces, stored)):
+        raise StreamAuthenticationError()
     plain_base, stored_base = 0, 0
     for (part, plain, params), stored_size in zip(pieces, stored):
         lo, hi = max(start - plain_base, 0), min(end - plain_base, plain)

@@ -98,16 +98,20 @@ def _bool(headers: Mapping[str, str], name: str) -> bool | None:
 
 def parse_customer_key(headers: Mapping[str, str], prefix: str = "") -> CustomerKey | None:
     """SSE-C headers (``prefix`` = ``x-amz-copy-source-`` for a copy source)."""
-    alg = headers.get(prefix + H.C_ALG)
-    key = headers.get(prefix + H.C_KEY)
-    md5 = headers.get(prefix + H.C_MD5)
+    def name(header: str) -> str:
+        # x-amz-copy-source-server-side-encryption-customer-*, not ...-source-x-amz-server-...
+        return prefix + header.removeprefix("x-amz-") if prefix else header
+
+    alg = headers.get(name(H.C_ALG))
+    key = headers.get(name(H.C_KEY))
+    md5 = headers.get(name(H.C_MD5))
     if alg is None and key is None and md5 is None:
         return None
     if alg is None or key is None:
         raise S3Error("InvalidRequest", "Requests specifying Server Side Encryption with Customer "
                       "provided keys must provide an appropriate secret key.")
     if alg != "AES256":
-        raise S3Error("InvalidEncryptionAlgorithmError", ArgumentName=prefix + H.C_ALG,
+        raise S3Error("InvalidEncryptionAlgorithmError", ArgumentName=name(H.C_ALG),
                       ArgumentValue=alg)
     try:
         raw = base64.b64decode(key, validate=True)
@@ -115,11 +119,11 @@ def parse_customer_key(headers: Mapping[str, str], prefix: str = "") -> Customer
         raw = b""
     if len(raw) != 32:
         raise S3Error("InvalidArgument", "The secret key was invalid for the specified algorithm.",
-                      ArgumentName=prefix + H.C_KEY)
+                      ArgumentName=name(H.C_KEY))
     digest = base64.b64encode(hashlib.md5(raw).digest()).decode()
     if md5 is None or not hmac.compare_digest(md5.strip(), digest):
         raise S3Error("InvalidArgument", "The calculated MD5 hash of the key did not match the "
-                      "hash that was provided.", ArgumentName=prefix + H.C_MD5)
+                      "hash that was provided.", ArgumentName=name(H.C_MD5))
     return CustomerKey(key=raw, md5_b64=digest)
 
 
