@@ -98,7 +98,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 async def _kms_scheduler(kms: KMS, interval: float) -> None:
     """Apply due key rotations, material expiries and deletions (audited by the KMS as
     AwsServiceEvent records). Runs at start and then every ``interval`` seconds."""
-    jobs = [getattr(kms, name) for name in ("apply_due_rotations", "apply_due_deletions")
+    jobs = [getattr(kms, name) for name in ("apply_due_expirations", "apply_due_rotations",
+                                            "apply_due_deletions")
             if hasattr(kms, name)]
     while True:
         for job in jobs:

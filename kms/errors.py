@@ -16,7 +16,9 @@ __all__ = [
     "InvalidMarkerException", "TagException", "MalformedPolicyDocumentException",
     "UnsupportedOperationException", "ConflictException", "KeyUnavailableException",
     "InvalidGrantTokenException", "KMSInternalException", "DependencyTimeoutException",
-    "all_error_classes",
+    "KMSInvalidSignatureException", "KMSInvalidMacException", "CustomKeyStoreNotFoundException",
+    "ExpiredImportTokenException", "InvalidImportTokenException",
+    "IncorrectKeyMaterialException", "all_error_classes",
 ]
 
 
@@ -108,6 +110,35 @@ class ConflictException(_ClientError):
 
 class InvalidGrantTokenException(_ClientError):
     type = "InvalidGrantTokenException"
+
+
+class KMSInvalidSignatureException(_ClientError):
+    """Verify: the signature did not verify (AWS Verify errors)."""
+    type = "KMSInvalidSignatureException"
+
+
+class KMSInvalidMacException(_ClientError):
+    """VerifyMac: the MAC did not verify (AWS VerifyMac errors)."""
+    type = "KMSInvalidMacException"
+
+
+class CustomKeyStoreNotFoundException(_ClientError):
+    type = "CustomKeyStoreNotFoundException"
+
+
+class ExpiredImportTokenException(_ClientError):
+    """ImportKeyMaterial: the import token is past its ParametersValidTo."""
+    type = "ExpiredImportTokenException"
+
+
+class InvalidImportTokenException(_ClientError):
+    """ImportKeyMaterial: the token is corrupt or was issued for another key."""
+    type = "InvalidImportTokenException"
+
+
+class IncorrectKeyMaterialException(_ClientError):
+    """ImportKeyMaterial: invalid material, or not the material imported before."""
+    type = "IncorrectKeyMaterialException"
 
 
 class KeyUnavailableException(KMSError):

@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = [
     "KeyState", "KeySpec", "KeyUsage", "Origin", "KeyManager", "DataKeySpec",
-    "EncryptionAlgorithm", "RotationType", "KeyMetadata", "Key", "KeyVersion", "Alias", "Caller",
+    "EncryptionAlgorithm", "RotationType", "KeyMetadata", "key_algorithms", "Key", "KeyVersion", "Alias", "Caller",
 ]
 
 
@@ -82,6 +82,34 @@ class RotationType(StrEnum):
     ON_DEMAND = "ON_DEMAND"
 
 
+_RSA_SIGNING = [f"{f}_SHA_{n}" for f in ("RSASSA_PSS", "RSASSA_PKCS1_V1_5")
+                for n in (256, 384, 512)]
+# Per KeySpec and KeyUsage, the algorithm lists DescribeKey / GetPublicKey show (CreateKey doc,
+# "Choosing a KMS key type"). Ed25519ph (ED25519_PH_SHA_512) is not offered: see asymmetric.py.
+_ALGORITHMS: dict[tuple[str, str], tuple[str, list[str]]] = {
+    **{(s, "ENCRYPT_DECRYPT"): ("EncryptionAlgorithms", ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"])
+       for s in ("RSA_2048", "RSA_3072", "RSA_4096")},
+    **{(s, "SIGN_VERIFY"): ("SigningAlgorithms", _RSA_SIGNING)
+       for s in ("RSA_2048", "RSA_3072", "RSA_4096")},
+    ("ECC_NIST_P256", "SIGN_VERIFY"): ("SigningAlgorithms", ["ECDSA_SHA_256"]),
+    ("ECC_NIST_P384", "SIGN_VERIFY"): ("SigningAlgorithms", ["ECDSA_SHA_384"]),
+    ("ECC_NIST_P521", "SIGN_VERIFY"): ("SigningAlgorithms", ["ECDSA_SHA_512"]),
+    ("ECC_SECG_P256K1", "SIGN_VERIFY"): ("SigningAlgorithms", ["ECDSA_SHA_256"]),
+    ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY"): ("SigningAlgorithms", ["ED25519_SHA_512"]),
+    **{(s, "KEY_AGREEMENT"): ("KeyAgreementAlgorithms", ["ECDH"])
+       for s in ("ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521")},
+    **{(f"HMAC_{n}", "GENERATE_VERIFY_MAC"): ("MacAlgorithms", [f"HMAC_SHA_{n}"])
+       for n in (224, 256, 384, 512)},
+    ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"): ("EncryptionAlgorithms", ["SYMMETRIC_DEFAULT"]),
+}
+
+
+def key_algorithms(key_spec: str, key_usage: str) -> dict[str, list[str]]:
+    """``{"SigningAlgorithms": [...]}`` etc. for a spec/usage pair; ``{}`` if it is invalid."""
+    found = _ALGORITHMS.get((str(key_spec), str(key_usage)))
+    return {found[0]: list(found[1])} if found else {}
+
+
 @dataclass(frozen=True, slots=True)
 class KeyMetadata:
     """DescribeKey's KeyMetadata, limited to the fields that apply to keys Coffer can hold."""
@@ -98,6 +126,9 @@ class KeyMetadata:
     key_spec: KeySpec
     deletion_date: float | None = None
     pending_deletion_window_in_days: int | None = None
+    # Imported material (Origin EXTERNAL): KEY_MATERIAL_EXPIRES / _DOES_NOT_EXPIRE, ValidTo.
+    expiration_model: str | None = None
+    valid_to: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -118,13 +149,17 @@ class KeyMetadata:
             "KeyManager": str(self.key_manager),
             "CustomerMasterKeySpec": str(self.key_spec),
             "KeySpec": str(self.key_spec),
-            "EncryptionAlgorithms": [EncryptionAlgorithm.SYMMETRIC_DEFAULT.value],
+            **key_algorithms(self.key_spec, self.key_usage),
             "MultiRegion": False,
         }
         if self.deletion_date is not None:
             out["DeletionDate"] = float(self.deletion_date)
         if self.pending_deletion_window_in_days is not None:
             out["PendingDeletionWindowInDays"] = self.pending_deletion_window_in_days
+        if self.expiration_model is not None:
+            out["ExpirationModel"] = self.expiration_model
+        if self.valid_to is not None:
+            out["ValidTo"] = float(self.valid_to)
         return out
 
 
@@ -136,6 +171,11 @@ class Key:
     policy: str
     tags: tuple[tuple[str, str], ...]
     current_version: int
+    # Automatic rotation (kms.lifecycle): period in days (None = disabled) and next due date.
+    rotation_period_days: int | None = None
+    next_rotation_date: float | None = None
+    # Imported material: digest naming the material first imported (reimports must match).
+    material_id: str | None = None
 
     @property
     def arn(self) -> str:

@@ -13,12 +13,13 @@ from typing import Any
 from kms.authz import default_key_policy
 from kms.errors import (InvalidMarkerException, LimitExceededException,
                         MalformedPolicyDocumentException, TagException, ValidationException)
-from kms.model import DataKeySpec
+from kms import keypolicy
+from kms.model import Caller, DataKeySpec
 
 __all__ = ["length_error", "s", "iso", "enum", "limit", "marker", "data_key_size", "policy",
            "tags", "MAX_POLICY"]
 
-MAX_POLICY = 32768             # the 2023 quota (DG/resource-limits), below the model's 131072
+MAX_POLICY = keypolicy.MAX_POLICY
 
 
 def length_error(param: str, bound: str, n: int) -> ValidationException:
@@ -77,20 +78,16 @@ def data_key_size(key_spec: object, number_of_bytes: object) -> int:
     return number_of_bytes
 
 
-def policy(policy: object, account_id: str) -> str:
+def policy(policy: object, account_id: str, caller: Caller | None = None,
+           bypass_lockout_check: bool = False) -> str:
+    """The policy to store: AWS's default when None, else validated (``kms.keypolicy``) and,
+    given the ``caller`` and no bypass, put through the lockout safety check."""
     if policy is None:
         return default_key_policy(account_id)
-    if not isinstance(policy, str) or not policy:
-        raise MalformedPolicyDocumentException("The policy must be a non-empty JSON string.")
-    if len(policy) > MAX_POLICY:
-        raise LimitExceededException(f"The policy exceeds {MAX_POLICY} characters.")
-    try:
-        doc = json.loads(policy)
-    except ValueError:
-        raise MalformedPolicyDocumentException("The policy is not valid JSON.") from None
-    if not isinstance(doc, dict) or "Statement" not in doc:
-        raise MalformedPolicyDocumentException("The policy must be an object with Statement.")
-    return policy
+    doc = keypolicy.validate(policy)
+    if caller is not None and not bypass_lockout_check:
+        keypolicy.check_lockout(doc, caller)
+    return policy  # type: ignore[return-value]
 
 
 def tags(tags: Sequence[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...]:

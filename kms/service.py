@@ -27,8 +27,8 @@ from kms.backends import KeyBackend, MaterialRef
 from kms.backends.software import SoftwareBackend
 from kms.crypto.aead import CryptoError
 from kms.crypto.rootkey import FileRootKey
-from kms.errors import (AccessDeniedException, AlreadyExistsException, DisabledException,
-                        IncorrectKeyException, InvalidAliasNameException,
+from kms.errors import (AccessDeniedException, AlreadyExistsException, ConflictException,
+                        DisabledException, IncorrectKeyException, InvalidAliasNameException,
                         InvalidCiphertextException, InvalidKeyUsageException, KMSError,
                         KMSInternalException, KMSInvalidStateException, NotFoundException,
                         UnsupportedOperationException, ValidationException)
@@ -257,6 +257,9 @@ class KMS(LifecycleOps, AsymmetricOps):
             raise ValidationException("GrantTokens: at most 10 tokens of 1..8192 characters")
 
     def _seal(self, key: Key, plaintext: bytes, context: dict[str, str]) -> bytes:
+        if key.metadata.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
+            raise InvalidKeyUsageException(
+                f"{key.arn} key spec {key.metadata.key_spec} is not valid for this operation.")
         version = key.current_version
         kv = self._store.get_version(key.key_id, version)
         if kv is None:
@@ -300,7 +303,8 @@ class KMS(LifecycleOps, AsymmetricOps):
                    key_usage: str = "ENCRYPT_DECRYPT", key_spec: str = "SYMMETRIC_DEFAULT",
                    origin: str = "AWS_KMS", policy: str | None = None,
                    tags: Sequence[Mapping[str, str]] | None = None,
-                   multi_region: bool = False) -> dict[str, Any]:
+                   multi_region: bool = False,
+                   bypass_policy_lockout_safety_check: bool = False) -> dict[str, Any]:
         params = {"description": description if isinstance(description, str) else None,
                   "keyUsage": str(key_usage), "keySpec": str(key_spec), "origin": str(origin),
                   "multiRegion": bool(multi_region)}
@@ -308,22 +312,23 @@ class KMS(LifecycleOps, AsymmetricOps):
             usage = P.enum(KeyUsage, key_usage, "keyUsage")
             spec = P.enum(KeySpec, key_spec, "keySpec")
             orig = P.enum(Origin, origin, "origin")
-            if spec is not KeySpec.SYMMETRIC_DEFAULT:
-                raise UnsupportedOperationException(f"KeySpec {spec} is not supported yet.")
-            if usage is not KeyUsage.ENCRYPT_DECRYPT:
-                raise ValidationException(
-                    f"KeyUsage {usage} is not compatible with KeySpec {spec}")
-            if orig is not Origin.AWS_KMS:
+            self._check_key_spec(spec, usage)
+            if orig not in (Origin.AWS_KMS, Origin.EXTERNAL):
                 raise UnsupportedOperationException(f"Origin {orig} is not supported yet.")
+            if orig is Origin.EXTERNAL and spec is not KeySpec.SYMMETRIC_DEFAULT:
+                raise UnsupportedOperationException(
+                    f"KeySpec {spec} is not supported for Origin {orig}.")
             if multi_region:
                 raise UnsupportedOperationException("Multi-Region keys are not supported yet.")
             if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
                 raise P.length_error("description", "less than or equal to", MAX_DESCRIPTION)
-            pol = P.policy(policy, caller.account_id)
+            pol = P.policy(policy, caller.account_id, caller,
+                           bypass_policy_lockout_safety_check is True)
             tag_pairs = P.tags(tags)
             call.params["tags"] = [{"tagKey": k, "tagValue": v} for k, v in tag_pairs] or None
             key = self._new_key(caller.account_id, description, pol, tag_pairs,
-                                KeyManager.CUSTOMER)
+                                KeyManager.CUSTOMER, key_spec=spec, key_usage=usage,
+                                origin=orig)
             call.keys.append(key)
             meta = key.metadata.to_api()
             call.response = {"keyMetadata": _camel(meta)}
@@ -331,16 +336,23 @@ class KMS(LifecycleOps, AsymmetricOps):
 
     def _new_key(self, account_id: str, description: str, policy: str,
                  tags: tuple[tuple[str, str], ...], manager: KeyManager,
-                 alias: str | None = None) -> Key:
+                 alias: str | None = None, *, key_spec: KeySpec = KeySpec.SYMMETRIC_DEFAULT,
+                 key_usage: KeyUsage = KeyUsage.ENCRYPT_DECRYPT,
+                 origin: Origin = Origin.AWS_KMS) -> Key:
         key_id = self._uuid()
         arn = key_arn(self.region, account_id, key_id)
         now = self._clock()
         meta = KeyMetadata(account_id=account_id, key_id=key_id, arn=arn, creation_date=now,
-                           description=description, key_usage=KeyUsage.ENCRYPT_DECRYPT,
-                           key_state=KeyState.ENABLED, origin=Origin.AWS_KMS,
-                           key_manager=manager, key_spec=KeySpec.SYMMETRIC_DEFAULT)
+                           description=description, key_usage=key_usage,
+                           key_state=KeyState.ENABLED if origin is Origin.AWS_KMS
+                           else KeyState.PENDING_IMPORT, origin=origin,
+                           key_manager=manager, key_spec=key_spec)
+        if origin is Origin.EXTERNAL:   # no material until ImportKeyMaterial (kms.lifecycle)
+            key = Key(metadata=meta, policy=policy, tags=tags, current_version=0)
+            self._store.create_key(key, None, alias)
+            return key
         key = Key(metadata=meta, policy=policy, tags=tags, current_version=1)
-        version = KeyVersion(key_id, 1, now, None, self._backend.generate(arn, 1))
+        version = KeyVersion(key_id, 1, now, None, self._new_material(arn, 1, key_spec))
         try:
             self._store.create_key(key, version, alias)
         except BaseException:
@@ -471,8 +483,11 @@ class KMS(LifecycleOps, AsymmetricOps):
             def change(k: Key) -> dict[str, Any]:
                 if k.state is not KeyState.PENDING_DELETION:
                     raise KMSInvalidStateException(f"{k.arn} is not pending deletion.")
-                # AWS leaves a cancelled key Disabled (BC CancelKeyDeletion).
-                return {"key_state": KeyState.DISABLED, "deletion_date": None,
+                # AWS leaves a cancelled key Disabled (BC CancelKeyDeletion), or PendingImport
+                # if its imported material was deleted or expired meanwhile.
+                state = (KeyState.PENDING_IMPORT if k.metadata.origin is Origin.EXTERNAL
+                         and k.current_version == 0 else KeyState.DISABLED)
+                return {"key_state": state, "deletion_date": None,
                         "pending_window_days": None}
             self._store.update_key(key.key_id, change)
             call.response = {"keyId": key.arn}
@@ -511,14 +526,19 @@ class KMS(LifecycleOps, AsymmetricOps):
             key = self._resolve(call, key_id, "RotateKeyOnDemand")
 
             def check(k: Key) -> None:
-                if k.state is KeyState.DISABLED:
-                    raise DisabledException(f"{k.arn} is disabled.")
-                if k.state is not KeyState.ENABLED:
-                    raise KMSInvalidStateException(f"{k.arn} {_NOT_USABLE[k.state]}")
+                # Type before state: a PendingImport key gets footnote 6, as EnableKeyRotation.
                 if (k.metadata.key_spec is not KeySpec.SYMMETRIC_DEFAULT
                         or k.metadata.origin is not Origin.AWS_KMS):
                     raise UnsupportedOperationException(
                         f"{k.arn} does not support on-demand rotation.")
+                if k.state is KeyState.DISABLED:
+                    raise DisabledException(f"{k.arn} is disabled.")
+                if k.state is not KeyState.ENABLED:
+                    raise KMSInvalidStateException(f"{k.arn} {_NOT_USABLE[k.state]}")
+                if (k.next_rotation_date is not None
+                        and k.next_rotation_date - self._clock() < 20 * 60):
+                    raise ConflictException(
+                        f"{k.arn} has an automatic rotation due within 20 minutes.")
             made: list[int] = []
 
             def record(version: int) -> bytes:
@@ -628,9 +648,11 @@ class KMS(LifecycleOps, AsymmetricOps):
             call.params["encryptionContext"] = context or None
             data = self._plaintext(plaintext)
             self._grant_tokens(grant_tokens)
-            alg = self._algorithm(encryption_algorithm)
             key = self._resolve(call, key_id, "Encrypt")
             self._require_usable(key, "Encrypt")
+            if key.metadata.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
+                return self._encrypt_asymmetric(key, data, context, encryption_algorithm)
+            alg = self._algorithm(encryption_algorithm)
             return {"CiphertextBlob": self._seal(key, data, context), "KeyId": key.arn,
                     "EncryptionAlgorithm": alg}
 
@@ -645,6 +667,10 @@ class KMS(LifecycleOps, AsymmetricOps):
             context = ec.validate(encryption_context)
             call.params["encryptionContext"] = context or None
             self._grant_tokens(grant_tokens)
+            if encryption_algorithm != _SYM:
+                # RSA ciphertexts are raw OAEP output, named by KeyId (asymmetric.py).
+                return self._decrypt_asymmetric(call, ciphertext_blob, key_id, context,
+                                                encryption_algorithm)
             alg = self._algorithm(encryption_algorithm)
             blob = self._blob(ciphertext_blob)
             key = self._blob_key(call, blob, key_id, "Decrypt", "keyId")

@@ -5,6 +5,12 @@ Each version's record is ``root.wrap(material, aad)`` with
 record copied onto another key or version does not unwrap. Unwrapped material is kept in a
 bounded LRU cache keyed by (ARN, version): one unwrap per version per process instead of one
 per call (Cosmian KMS keeps unwrapped objects in an in-memory cache for the same reason).
+
+Asymmetric and HMAC keys (``kms.asymmetric``) keep their private material (PKCS#8 DER or HMAC
+key bytes) in the same kind of record, ``root.wrap(material, private_aad(arn, version))`` with
+the label ``b"coffer-kms-private/1\x00"``, so such a record never unwraps as an AES version (or
+the reverse). ``wrap_private`` / ``unwrap_private`` are the software backend's extension; a
+backend without them cannot hold asymmetric keys. Private material is not cached.
 """
 from __future__ import annotations
 
@@ -18,14 +24,20 @@ from kms.backends.base import MaterialRef
 from kms.crypto.aead import AEADKey
 from kms.crypto.rootkey import RootKey
 
-__all__ = ["SoftwareBackend", "material_aad"]
+__all__ = ["SoftwareBackend", "material_aad", "private_aad"]
 
 _MATERIAL_SIZE = 32
 _AAD_LABEL = b"coffer-kms-material/1\x00"
+_PRIVATE_LABEL = b"coffer-kms-private/1\x00"
+_IMPORT_LABEL = b"coffer-kms-import/1\x00"
 
 
 def material_aad(key_arn: str, version: int) -> bytes:
     return _AAD_LABEL + key_arn.encode("utf-8") + b"\x00" + struct.pack(">I", version)
+
+
+def private_aad(key_arn: str, version: int) -> bytes:
+    return _PRIVATE_LABEL + key_arn.encode("utf-8") + b"\x00" + struct.pack(">I", version)
 
 
 class SoftwareBackend:
@@ -50,6 +62,30 @@ class SoftwareBackend:
 
     def open(self, ref: MaterialRef, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         return self._key(ref).open(nonce, ciphertext, aad)
+
+    def wrap_private(self, key_arn: str, version: int, material: bytes) -> bytes:
+        """The record to persist for a version's asymmetric or HMAC material."""
+        return self._root.wrap(material, private_aad(key_arn, version))
+
+    def unwrap_private(self, ref: MaterialRef) -> bytes:
+        """Raises ``CryptoError`` if the record is not this key version's private material."""
+        return self._root.unwrap(ref.record, private_aad(ref.key_arn, ref.version))
+
+    def adopt(self, key_arn: str, version: int, material: bytes) -> bytes:
+        """Like ``generate`` for caller-supplied (imported) 256-bit material."""
+        if len(material) != _MATERIAL_SIZE:
+            raise ValueError("imported symmetric material is 32 bytes")
+        record = self._root.wrap(material, material_aad(key_arn, version))
+        self._remember((key_arn, version), AEADKey(material))
+        return record
+
+    def wrap_import(self, name: str, secret: bytes) -> bytes:
+        """Seal an import secret (wrapping private key, import token) bound to ``name``."""
+        return self._root.wrap(secret, _IMPORT_LABEL + name.encode("utf-8"))
+
+    def unwrap_import(self, name: str, record: bytes) -> bytes:
+        """Raises ``CryptoError`` unless ``record`` is ``wrap_import(name, ...)``."""
+        return self._root.unwrap(record, _IMPORT_LABEL + name.encode("utf-8"))
 
     def forget(self, key_arn: str, version: int) -> None:
         with self._lock:

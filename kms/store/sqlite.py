@@ -1,16 +1,22 @@
 """SQLite key store (``<data_dir>/kms/kms.db``): WAL, foreign keys, one transaction per change.
 
-Schema version 1 (``PRAGMA user_version``; a newer version on disk is refused)::
+Schema version 2 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
+migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
 
     keys(key_id PK, arn UNIQUE, account_id, creation_date, description, key_usage, key_spec,
          origin, key_manager, key_state, deletion_date, pending_window_days, policy,
-         tags JSON [[k, v], ...], current_version)
+         tags JSON [[k, v], ...], current_version,
+         -- v2: automatic rotation and imported material (kms.lifecycle)
+         rotation_period_days, next_rotation_date, expiration_model, valid_to, material_id)
     key_versions(key_id -> keys ON DELETE CASCADE, version, creation_date, rotation_type,
                  backend, material BLOB)            PK (key_id, version)
     aliases(account_id, alias_name, target_key_id -> keys ON DELETE CASCADE, creation_date,
             last_updated_date)                       PK (account_id, alias_name)
+    import_tokens(token_id PK, key_id -> keys ON DELETE CASCADE, wrapping_algorithm,
+                  wrapping_key_spec, private_key BLOB, valid_to)          -- v2
 
-``material`` is the backend's record (wrapped material), never raw key bytes.
+``material`` is the backend's record (wrapped material), never raw key bytes; so is
+``private_key`` (the import wrapping key, sealed by the root key).
 ``synchronous=FULL``: a committed key version must survive power loss, or data encrypted under
 it is lost. ``secure_delete`` zeroes the pages of deleted rows. Writers take the lock up front
 (``BEGIN IMMEDIATE``) so a read-check-write never deadlocks on lock upgrade. One connection per
@@ -33,7 +39,7 @@ from kms.store.base import KeyChanges, KeyCheck
 
 __all__ = ["SQLiteKeyStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE keys (
@@ -75,11 +81,35 @@ CREATE TABLE aliases (
 CREATE INDEX aliases_by_target ON aliases(target_key_id);
 """
 
+# Step n takes a version n-1 database to version n. Never edit a released step; add one.
+_MIGRATIONS: dict[int, str] = {
+    2: """
+ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;
+ALTER TABLE keys ADD COLUMN next_rotation_date REAL;
+ALTER TABLE keys ADD COLUMN expiration_model TEXT;
+ALTER TABLE keys ADD COLUMN valid_to REAL;
+ALTER TABLE keys ADD COLUMN material_id TEXT;
+CREATE INDEX keys_by_rotation ON keys(next_rotation_date) WHERE next_rotation_date IS NOT NULL;
+CREATE INDEX keys_by_valid_to ON keys(valid_to) WHERE valid_to IS NOT NULL;
+CREATE TABLE import_tokens (
+    token_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    wrapping_algorithm TEXT NOT NULL,
+    wrapping_key_spec TEXT NOT NULL,
+    private_key BLOB NOT NULL,
+    valid_to REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX import_tokens_by_key ON import_tokens(key_id);
+""",
+}
+
 _KEY_COLS = ("key_id, arn, account_id, creation_date, description, key_usage, key_spec, origin, "
              "key_manager, key_state, deletion_date, pending_window_days, policy, tags, "
-             "current_version")
+             "current_version, rotation_period_days, next_rotation_date, expiration_model, "
+             "valid_to, material_id")
 _MUTABLE = {"key_state", "deletion_date", "pending_window_days", "description", "policy",
-            "tags", "current_version"}
+            "tags", "current_version", "rotation_period_days", "next_rotation_date",
+            "expiration_model", "valid_to", "material_id"}
 
 
 def _key(row: tuple) -> Key:
@@ -87,9 +117,10 @@ def _key(row: tuple) -> Key:
         key_id=row[0], arn=row[1], account_id=row[2], creation_date=row[3], description=row[4],
         key_usage=KeyUsage(row[5]), key_spec=KeySpec(row[6]), origin=Origin(row[7]),
         key_manager=KeyManager(row[8]), key_state=KeyState(row[9]), deletion_date=row[10],
-        pending_deletion_window_in_days=row[11])
+        pending_deletion_window_in_days=row[11], expiration_model=row[17], valid_to=row[18])
     return Key(metadata=meta, policy=row[12], tags=tuple(tuple(t) for t in json.loads(row[13])),
-               current_version=row[14])
+               current_version=row[14], rotation_period_days=row[15],
+               next_rotation_date=row[16], material_id=row[19])
 
 
 def _version(row: tuple) -> KeyVersion:
@@ -149,10 +180,13 @@ class SQLiteKeyStore:
             if ver > SCHEMA_VERSION:
                 raise KMSInternalException(
                     f"kms.db schema version {ver} is newer than this build ({SCHEMA_VERSION})")
-            if ver == 0:
-                for stmt in _SCHEMA.split(";"):
+            steps = [_SCHEMA] if ver == 0 else []
+            steps += [_MIGRATIONS[v] for v in range(max(ver, 1) + 1, SCHEMA_VERSION + 1)]
+            for script in steps:
+                for stmt in script.split(";"):
                     if stmt.strip():
                         con.execute(stmt)
+            if ver != SCHEMA_VERSION:
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -185,16 +219,21 @@ class SQLiteKeyStore:
                      v.rotation_type.value if v.rotation_type else None, self._backend,
                      v.material))
 
-    def create_key(self, key: Key, version: KeyVersion, alias: str | None = None) -> None:
+    def create_key(self, key: Key, version: KeyVersion | None,
+                   alias: str | None = None) -> None:
+        """``version`` is None for a key whose material is imported later (PendingImport)."""
         m = key.metadata
         with self._txn() as con:
             con.execute(
-                f"INSERT INTO keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO keys ({_KEY_COLS}) VALUES ({', '.join('?' * 20)})",
                 (m.key_id, m.arn, m.account_id, m.creation_date, m.description,
                  m.key_usage.value, m.key_spec.value, m.origin.value, m.key_manager.value,
                  m.key_state.value, m.deletion_date, m.pending_deletion_window_in_days,
-                 key.policy, json.dumps([list(t) for t in key.tags]), key.current_version))
-            self._insert_version(con, version)
+                 key.policy, json.dumps([list(t) for t in key.tags]), key.current_version,
+                 key.rotation_period_days, key.next_rotation_date, m.expiration_model,
+                 m.valid_to, key.material_id))
+            if version is not None:
+                self._insert_version(con, version)
             if alias is not None:
                 try:
                     con.execute("INSERT INTO aliases VALUES (?,?,?,?,?)",
@@ -220,20 +259,26 @@ class SQLiteKeyStore:
             cols = dict(changes(key))
             if not cols:
                 return key
-            bad = set(cols) - _MUTABLE
-            if bad:
-                raise ValueError(f"immutable columns {sorted(bad)}")
-            if "tags" in cols:
-                cols["tags"] = json.dumps([list(t) for t in cols["tags"]])
-            cols = {k: (v.value if hasattr(v, "value") else v) for k, v in cols.items()}
-            sets = ", ".join(f"{c}=?" for c in cols)
-            con.execute(f"UPDATE keys SET {sets} WHERE key_id=?", (*cols.values(), key_id))
+            self._set(con, key_id, cols)
             return self._must_key(con, key_id)
+
+    @staticmethod
+    def _set(con: sqlite3.Connection, key_id: str, cols: dict) -> None:
+        bad = set(cols) - _MUTABLE
+        if bad:
+            raise ValueError(f"immutable columns {sorted(bad)}")
+        if "tags" in cols:
+            cols["tags"] = json.dumps([list(t) for t in cols["tags"]])
+        cols = {k: (v.value if hasattr(v, "value") else v) for k, v in cols.items()}
+        sets = ", ".join(f"{c}=?" for c in cols)
+        con.execute(f"UPDATE keys SET {sets} WHERE key_id=?", (*cols.values(), key_id))
 
     # -- versions ----------------------------------------------------------------------------
 
     def add_version(self, key_id: str, check: KeyCheck, make_record: Callable[[int], bytes],
-                    now: float, rotation_type: RotationType, max_rotations: int) -> KeyVersion:
+                    now: float, rotation_type: RotationType, max_rotations: int,
+                    changes: KeyChanges | None = None) -> KeyVersion:
+        """``changes`` (e.g. the next automatic rotation date) commit with the version."""
         with self._txn() as con:
             key = self._must_key(con, key_id)
             check(key)
@@ -247,6 +292,10 @@ class SQLiteKeyStore:
             kv = KeyVersion(key_id, version, now, rotation_type, make_record(version))
             self._insert_version(con, kv)
             con.execute("UPDATE keys SET current_version=? WHERE key_id=?", (version, key_id))
+            if changes is not None:
+                cols = dict(changes(key))
+                if cols:
+                    self._set(con, key_id, cols)
             return kv
 
     def get_version(self, key_id: str, version: int) -> KeyVersion | None:
@@ -354,3 +403,55 @@ class SQLiteKeyStore:
             con.execute("DELETE FROM key_versions WHERE key_id=?", (key_id,))
             con.execute("DELETE FROM keys WHERE key_id=?", (key_id,))
             return versions
+
+    # -- automatic rotation and imported material (kms.lifecycle) ------------------------------
+
+    def due_rotations(self, now: float) -> list[Key]:
+        rows = self._con().execute(
+            f"SELECT {_KEY_COLS} FROM keys WHERE key_state=? AND rotation_period_days IS NOT "
+            "NULL AND next_rotation_date<=? ORDER BY next_rotation_date",
+            (KeyState.ENABLED.value, now)).fetchall()
+        return [_key(r) for r in rows]
+
+    def due_expirations(self, now: float) -> list[Key]:
+        rows = self._con().execute(
+            f"SELECT {_KEY_COLS} FROM keys WHERE valid_to<=? ORDER BY valid_to",
+            (now,)).fetchall()
+        return [_key(r) for r in rows]
+
+    def put_import_token(self, token_id: str, key_id: str, wrapping_algorithm: str,
+                         wrapping_key_spec: str, private_key: bytes, valid_to: float,
+                         now: float, check: KeyCheck) -> None:
+        """Record one GetParametersForImport answer; drops the key's expired ones."""
+        with self._txn() as con:
+            check(self._must_key(con, key_id))
+            con.execute("DELETE FROM import_tokens WHERE key_id=? AND valid_to<?",
+                        (key_id, now))
+            con.execute("INSERT INTO import_tokens VALUES (?,?,?,?,?,?)",
+                        (token_id, key_id, wrapping_algorithm, wrapping_key_spec, private_key,
+                         valid_to))
+
+    def get_import_token(self, token_id: str) -> tuple[str, str, str, bytes, float] | None:
+        """(key_id, wrapping_algorithm, wrapping_key_spec, private_key, valid_to)."""
+        row = self._con().execute(
+            "SELECT key_id, wrapping_algorithm, wrapping_key_spec, private_key, valid_to "
+            "FROM import_tokens WHERE token_id=?", (token_id,)).fetchone()
+        return (row[0], row[1], row[2], bytes(row[3]), row[4]) if row else None
+
+    def replace_material(self, key_id: str, changes: KeyChanges,
+                         make_version: Callable[[Key], KeyVersion | None]) -> list[KeyVersion]:
+        """In one transaction: ``changes(key)`` (the state rules), drop every version, insert
+        ``make_version(key)`` if not None. Returns the versions dropped."""
+        with self._txn() as con:
+            key = self._must_key(con, key_id)
+            cols = dict(changes(key))
+            old = [_version(r) for r in con.execute(
+                "SELECT key_id, version, creation_date, rotation_type, material "
+                "FROM key_versions WHERE key_id=?", (key_id,)).fetchall()]
+            con.execute("DELETE FROM key_versions WHERE key_id=?", (key_id,))
+            kv = make_version(key)
+            if kv is not None:
+                self._insert_version(con, kv)
+            if cols:
+                self._set(con, key_id, cols)
+            return old

@@ -77,9 +77,9 @@ def test_create_and_describe(kms):
 @pytest.mark.parametrize("kw,err", [
     ({"key_usage": "SIGN_VERIFY"}, ValidationException),
     ({"key_usage": "NOPE"}, ValidationException),
-    ({"key_spec": "RSA_2048"}, UnsupportedOperationException),
+    ({"key_spec": "ML_DSA_44", "key_usage": "SIGN_VERIFY"}, UnsupportedOperationException),
     ({"key_spec": "AES"}, ValidationException),
-    ({"origin": "EXTERNAL"}, UnsupportedOperationException),
+    ({"origin": "AWS_CLOUDHSM"}, UnsupportedOperationException),
     ({"description": "x" * 8193}, ValidationException),
     ({"policy": "{not json"}, MalformedPolicyDocumentException),
     ({"policy": '{"Statement": []' + " " * 32768 + "}"}, LimitExceededException),

@@ -1,0 +1,256 @@
+"""The IAM policy language: JSON documents parsed and validated into typed statements.
+
+Grammar [IAM User Guide, "Grammar of the IAM JSON policy language"]::
+
+    policy     = { "Version"?: "2012-10-17" | "2008-10-17", "Id"?: str,
+                   "Statement": statement | [statement, ...] }
+    statement  = { "Sid"?: str, "Effect": "Allow" | "Deny",
+                   ("Principal" | "NotPrincipal")?: "*" | { kind: str | [str] },
+                   ("Action" | "NotAction"): str | [str],
+                   ("Resource" | "NotResource"): str | [str],
+                   "Condition"?: { [qualifier ":"] operator ["IfExists"]: { key: value | [value] } } }
+    kind       = "AWS" | "Service" | "Federated" | "CanonicalUser"
+
+Identity policies (inline and managed) must not name a principal; resource policies (bucket
+policies, key policies) must. Policy variables (``${aws:username}``) are only recognised under
+Version 2012-10-17; with 2008-10-17 (the default when Version is missing) they are literal text,
+as AWS does. A document that breaks a rule raises ``PolicyError`` with AWS's message; the caller
+maps it to MalformedPolicyDocument (IAM), MalformedPolicyDocumentException (KMS) or
+MalformedPolicy (S3).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from kms.iam.errors import PolicyError
+
+__all__ = ["Policy", "Statement", "Principals", "Condition", "PolicyKind", "parse_policy",
+           "OPERATORS", "VERSION_2012", "VERSION_2008"]
+
+VERSION_2012 = "2012-10-17"
+VERSION_2008 = "2008-10-17"
+PolicyKind = Literal["identity", "resource"]
+
+# Base operators, without IfExists / set qualifiers [IAM UG, "Condition operators"].
+OPERATORS = frozenset({
+    "StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase",
+    "StringLike", "StringNotLike",
+    "NumericEquals", "NumericNotEquals", "NumericLessThan", "NumericLessThanEquals",
+    "NumericGreaterThan", "NumericGreaterThanEquals",
+    "DateEquals", "DateNotEquals", "DateLessThan", "DateLessThanEquals", "DateGreaterThan",
+    "DateGreaterThanEquals",
+    "Bool", "BinaryEquals", "IpAddress", "NotIpAddress",
+    "ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike", "Null",
+})
+_QUALIFIERS = ("ForAllValues", "ForAnyValue")
+_TOP = {"Version", "Id", "Statement"}
+_STATEMENT = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource",
+              "NotResource", "Condition"}
+_PRINCIPAL_KINDS = ("AWS", "Service", "Federated", "CanonicalUser")
+_AWS_PRINCIPAL = re.compile(r"^(\*|\d{12}|arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+)$")
+_ACTION = re.compile(r"^(\*|[A-Za-z0-9-]+:[A-Za-z0-9*?_-]*)$")
+_VARIABLE = re.compile(r"\$\{[^}]*\}")
+
+# AWS's wording [IAM API errors as returned by PutUserPolicy / CreatePolicy].
+MSG_SYNTAX = "Syntax errors in policy."
+MSG_PRINCIPAL_FORBIDDEN = "Policy document should not specify a principal."
+MSG_PRINCIPAL_MISSING = "Missing required field Principal"
+MSG_BAD_PRINCIPAL = "Invalid principal in policy"
+MSG_NO_ACTIONS = "Policy statement must contain actions."
+MSG_NO_RESOURCES = "Policy statement must contain resources."
+MSG_VENDOR = "Actions/Conditions must be prefaced by a vendor, e.g., iam, sdb, ec2, etc."
+MSG_LEGACY = "The policy failed legacy parsing"
+
+
+@dataclass(frozen=True, slots=True)
+class Principals:
+    """A Principal / NotPrincipal element. ``wildcard`` is the bare ``"*"`` form."""
+
+    wildcard: bool = False
+    aws: tuple[str, ...] = ()
+    service: tuple[str, ...] = ()
+    federated: tuple[str, ...] = ()
+    canonical_user: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One key test: ``[qualifier:]operator[IfExists]`` applied to ``key`` with ``values``."""
+
+    operator: str                   # base operator, e.g. "StringLike"
+    key: str                        # as written; lookups are case-insensitive
+    values: tuple[str, ...]         # normalised to strings (true/false for booleans)
+    qualifier: str | None = None    # "ForAllValues" | "ForAnyValue"
+    if_exists: bool = False
+
+    @property
+    def label(self) -> str:
+        q = f"{self.qualifier}:" if self.qualifier else ""
+        return f"{q}{self.operator}{'IfExists' if self.if_exists else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    effect: Literal["Allow", "Deny"]
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    sid: str | None = None
+    not_action: bool = False
+    not_resource: bool = False
+    principal: Principals | None = None     # None in identity policies
+    not_principal: bool = False
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    statements: tuple[Statement, ...]
+    version: str = VERSION_2008
+    id: str | None = None
+    name: str = ""          # how decisions name it: inline policy name, policy ARN, "key policy"
+
+    @property
+    def variables(self) -> bool:
+        return self.version == VERSION_2012
+
+
+def _strings(value: Any, missing: str) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise PolicyError(missing)
+    if not all(isinstance(v, str) and v for v in items):
+        raise PolicyError(MSG_SYNTAX)
+    return tuple(items)
+
+
+def _principals(value: Any, kind: PolicyKind) -> Principals:
+    if value == "*":
+        return Principals(wildcard=True)
+    if not isinstance(value, dict) or not value or set(value) - set(_PRINCIPAL_KINDS):
+        raise PolicyError(MSG_BAD_PRINCIPAL)
+    found: dict[str, tuple[str, ...]] = {}
+    for k, ids in value.items():
+        items = _strings(ids, MSG_BAD_PRINCIPAL)
+        if k == "AWS" and not all(_AWS_PRINCIPAL.match(p) for p in items):
+            raise PolicyError(MSG_BAD_PRINCIPAL)
+        found[k] = items
+    return Principals(aws=found.get("AWS", ()), service=found.get("Service", ()),
+                      federated=found.get("Federated", ()),
+                      canonical_user=found.get("CanonicalUser", ()))
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, str):
+        return v
+    raise PolicyError(MSG_SYNTAX)
+
+
+def _split_operator(name: str) -> tuple[str | None, str, bool]:
+    qualifier = None
+    if ":" in name:
+        qualifier, _, name = name.partition(":")
+        if qualifier not in _QUALIFIERS:
+            raise PolicyError(f"Invalid Condition type : {qualifier}:{name}")
+    if_exists = name.endswith("IfExists") and name != "IfExists"
+    base = name[: -len("IfExists")] if if_exists else name
+    if base not in OPERATORS or (if_exists and base == "Null"):
+        raise PolicyError(f"Invalid Condition type : {name}")
+    return qualifier, base, if_exists
+
+
+def _conditions(value: Any) -> tuple[Condition, ...]:
+    if not isinstance(value, dict):
+        raise PolicyError(MSG_SYNTAX)
+    out: list[Condition] = []
+    for op_name, block in value.items():
+        qualifier, base, if_exists = _split_operator(op_name)
+        if not isinstance(block, dict) or not block:
+            raise PolicyError(MSG_SYNTAX)
+        for key, raw in block.items():
+            if not key or ":" not in key:
+                raise PolicyError(MSG_VENDOR)
+            items = raw if isinstance(raw, list) else [raw]
+            if not items:
+                raise PolicyError(MSG_SYNTAX)
+            values = tuple(_value(v) for v in items)
+            if base == "Null" and not all(v.lower() in ("true", "false") for v in values):
+                raise PolicyError(MSG_SYNTAX)
+            out.append(Condition(operator=base, key=key, values=values, qualifier=qualifier,
+                                 if_exists=if_exists))
+    return tuple(out)
+
+
+def _statement(st: Any, kind: PolicyKind) -> Statement:
+    if not isinstance(st, dict) or set(st) - _STATEMENT:
+        raise PolicyError(MSG_SYNTAX)
+    sid = st.get("Sid")
+    if sid is not None and not isinstance(sid, str):
+        raise PolicyError(MSG_SYNTAX)
+    effect = st.get("Effect")
+    if effect not in ("Allow", "Deny"):
+        raise PolicyError(MSG_SYNTAX if effect is not None else "Missing required field Effect")
+    if "Principal" in st and "NotPrincipal" in st:
+        raise PolicyError(MSG_SYNTAX)
+    has_principal = "Principal" in st or "NotPrincipal" in st
+    if kind == "identity" and has_principal:
+        raise PolicyError(MSG_PRINCIPAL_FORBIDDEN)
+    if kind == "resource" and not has_principal:
+        raise PolicyError(MSG_PRINCIPAL_MISSING)
+    principal = None
+    if has_principal:
+        principal = _principals(st.get("Principal", st.get("NotPrincipal")), kind)
+    if ("Action" in st) == ("NotAction" in st):
+        raise PolicyError(MSG_NO_ACTIONS if "Action" not in st else MSG_SYNTAX)
+    actions = _strings(st.get("Action", st.get("NotAction")), MSG_NO_ACTIONS)
+    if not all(_ACTION.match(a) for a in actions):
+        raise PolicyError(MSG_VENDOR)
+    if ("Resource" in st) == ("NotResource" in st):
+        raise PolicyError(MSG_NO_RESOURCES if "Resource" not in st else MSG_SYNTAX)
+    resources = _strings(st.get("Resource", st.get("NotResource")), MSG_NO_RESOURCES)
+    if not all(r == "*" or r.startswith("arn:") for r in resources):
+        raise PolicyError(f"Resource {next(r for r in resources if r != '*' and not r.startswith('arn:'))}"
+                          " must be in ARN format or \"*\".")
+    return Statement(effect=effect, actions=actions, resources=resources, sid=sid,
+                     not_action="NotAction" in st, not_resource="NotResource" in st,
+                     principal=principal, not_principal="NotPrincipal" in st,
+                     conditions=_conditions(st.get("Condition", {})))
+
+
+def parse_policy(document: str | bytes | Mapping[str, Any], *, kind: PolicyKind = "identity",
+                 name: str = "") -> Policy:
+    """Parse and validate one policy document; raises ``PolicyError`` (AWS's message)."""
+    if isinstance(document, (str, bytes)):
+        text = document.decode() if isinstance(document, bytes) else document
+        if not text.strip():
+            raise PolicyError(MSG_SYNTAX)
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            raise PolicyError(MSG_SYNTAX) from None
+    else:
+        doc = document
+    if not isinstance(doc, Mapping) or set(doc) - _TOP:
+        raise PolicyError(MSG_SYNTAX)
+    version = doc.get("Version", VERSION_2008)
+    if version not in (VERSION_2012, VERSION_2008):
+        raise PolicyError(MSG_LEGACY)
+    pid = doc.get("Id")
+    if pid is not None and not isinstance(pid, str):
+        raise PolicyError(MSG_SYNTAX)
+    raw = doc.get("Statement")
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise PolicyError(MSG_SYNTAX)
+    statements = tuple(_statement(st, kind) for st in raw)
+    sids = [s.sid for s in statements if s.sid]
+    if len(sids) != len(set(sids)):
+        raise PolicyError("Statement IDs (SID) in a single policy must be unique")
+    return Policy(statements=statements, version=version, id=pid, name=name)
