@@ -27,6 +27,7 @@ from kms.backends import KeyBackend, MaterialRef
 from kms.backends.software import SoftwareBackend
 from kms.crypto.aead import CryptoError
 from kms.crypto.rootkey import FileRootKey
+from kms.custom_key_stores import CustomKeyStoreOps
 from kms.errors import (AccessDeniedException, AlreadyExistsException, ConflictException,
                         DisabledException, IncorrectKeyException, InvalidAliasNameException,
                         InvalidCiphertextException, InvalidKeyUsageException, KMSError,
@@ -115,7 +116,7 @@ class _Call:
         return False
 
 
-class KMS(LifecycleOps, AsymmetricOps):
+class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
     """The embedded KMS. Build with ``KMS.open(data_dir)``; ``close()`` when done."""
 
     def __init__(self, *, store: KeyStore, backend: KeyBackend, audit: AuditSink,
