@@ -353,14 +353,17 @@ async def decrypt_stream(reader, info, data_key: _DataKey, bucket: str, key: str
             plan = plan_range(plain, params.segment_size, lo, hi)
             dec = SegmentDecryptor.for_range(data_key.key, params, plan,
                                              object_aad(bucket, key, part))
+            # Whole segments per read (plan.ct_start is segment-aligned): no carry-over copies.
+            stride = params.segment_size + 16
+            aligned = max(stride, chunk // stride * stride)
             async for ct in reader.read(stored_base + plan.ct_start, stored_base + plan.ct_end,
-                                        chunk):
+                                        aligned):
                 out = dec.update(ct)
                 if out:
-                    yield bytes(out)
+                    yield out
             tail = dec.finalize()
             if tail:
-                yield bytes(tail)
+                yield tail
         plain_base += plain
         stored_base += stored_size
         if plain_base >= end:
