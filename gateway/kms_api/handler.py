@@ -55,6 +55,12 @@ _AWS_OPERATIONS = (
     "UntagResource", "UpdateAlias", "UpdateCustomKeyStore", "UpdateKeyDescription",
     "UpdatePrimaryRegion", "Verify", "VerifyMac",
 )
+# Operations with a DryRun parameter that change nothing: a dry run performs every check by
+# running the operation, then answers DryRunOperationException (412) instead of the result.
+_DRY_RUN_SAFE = {"Decrypt", "DeriveSharedSecret", "Encrypt", "GenerateDataKey",
+                 "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+                 "GenerateDataKeyWithoutPlaintext", "GenerateMac", "ReEncrypt", "Sign",
+                 "Verify", "VerifyMac"}
 OPERATIONS: dict[str, str] = {
     op: re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower() for op in _AWS_OPERATIONS
 }
@@ -103,8 +109,8 @@ def _kwargs(fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
         snake = _snake(name)
         if snake in accepted and snake != "caller":
             kwargs[snake] = value
-        elif name == "DryRun" and value:
-            raise ke.UnsupportedOperationException("DryRun is not supported")
+        elif name == "DryRun" and not isinstance(value, bool):
+            raise ke.ValidationException("DryRun must be a boolean")
     missing = [n for n, p in accepted.items() if n != "caller" and n != "self"
                and p.default is inspect.Parameter.empty and n not in kwargs
                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -152,6 +158,9 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
                     request_id=request.get("coffer_request_id", ""),
                     access_key_id=cred.access_key_id)
     fn = getattr(kms, method)
+    dry_run = params.get("DryRun") is True
+    if dry_run and op not in _DRY_RUN_SAFE:
+        return _error("UnsupportedOperationException", f"DryRun is not supported for {op}")
     try:
         kwargs = _kwargs(fn, params)
         loop = asyncio.get_running_loop()
@@ -164,5 +173,8 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
     except Exception:  # noqa: BLE001 - never a traceback on the wire
         log.exception("request %s: KMS internal error", caller.request_id)
         return _error("KMSInternalException", "An internal error occurred", 500)
+    if dry_run:
+        return _error("DryRunOperationException",
+                      "The request would have succeeded, but the DryRun option is set.", 412)
     return web.Response(body=json.dumps(_out(result or {})).encode(),
                         content_type=_CONTENT_TYPE)

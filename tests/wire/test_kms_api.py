@@ -136,3 +136,15 @@ def test_aws_cli_kms(server, tmp_path):
               "purpose=test")
     assert base64.b64decode(out["Plaintext"]) == b"cli secret"
     assert alias in [a["AliasName"] for a in aws("list-aliases")["Aliases"]]
+
+
+def test_dry_run(kms):
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    with pytest.raises(ClientError) as e:
+        kms.encrypt(KeyId=key_id, Plaintext=b"x", DryRun=True)
+    assert _code(e.value) == "DryRunOperationException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    kms.disable_key(KeyId=key_id)
+    with pytest.raises(ClientError) as e:           # a dry run still performs every check
+        kms.encrypt(KeyId=key_id, Plaintext=b"x", DryRun=True)
+    assert _code(e.value) == "DisabledException"
