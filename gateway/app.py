@@ -19,6 +19,8 @@ from gateway import auth
 from gateway.auth.types import Credential
 from gateway.config import Config
 from gateway.credentials import load_or_create_root
+from gateway.iam_api.handler import handle_iam
+from gateway.identity import IdentityStore
 from gateway.kms_api.handler import handle_kms
 from gateway.middleware import error_middleware, on_prepare
 from gateway.s3 import bucket, copy, encryption, listing, multipart, object_get, object_put
@@ -26,17 +28,22 @@ from gateway.s3.common import S3Call
 from gateway.s3.errors import S3Error
 from gateway.s3.router import parse_request
 from gateway.sse.envelope import Envelope
+from kms.rootkeys import HSMSettings
 from kms.service import KMS
 from storage.base import ObjectStore
 from storage.fs import FSObjectStore
 
-__all__ = ["make_app", "CONFIG", "STORE", "CREDENTIALS", "KMS_SERVICE", "ENVELOPE"]
+__all__ = ["make_app", "CONFIG", "STORE", "CREDENTIALS", "KMS_SERVICE", "ENVELOPE", "IDENTITY",
+           "LOOKUP"]
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", ObjectStore)
 CREDENTIALS = web.AppKey("credentials", dict)
 KMS_SERVICE = web.AppKey("kms", KMS)
 ENVELOPE = web.AppKey("envelope", Envelope)
+IDENTITY = web.AppKey("identity", IdentityStore)
+# access key id -> Credential | None: the root file's key first, then the identity store.
+LOOKUP = web.AppKey("lookup", object)
 
 log = logging.getLogger("coffer.gateway")
 
@@ -72,15 +79,17 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if request.path in _UNSIGNED_PATHS and request.method == "GET" and _is_unsigned(request):
         return await _health(request)
     cfg = request.app[CONFIG]
-    creds = request.app[CREDENTIALS]
+    lookup = request.app[LOOKUP]
     service = auth.peek_service(request.raw_path, request.headers)
     if service == "kms":
-        return await handle_kms(request, request.app[KMS_SERVICE], creds.get, cfg.region)
+        return await handle_kms(request, request.app[KMS_SERVICE], lookup, cfg.region)
+    if service in ("iam", "sts"):
+        return await handle_iam(request, request.app[IDENTITY], lookup, cfg.region, service)
     if service != "s3":
         raise S3Error("NotImplemented", f"The {service} service is not available on this "
                       "endpoint yet")
     vhost = _vhost_bucket(request.headers.get("Host"), cfg.domains)
-    ctx = auth.authenticate(request.method, request.raw_path, request.headers, creds.get,
+    ctx = auth.authenticate(request.method, request.raw_path, request.headers, lookup,
                             clock=time.time, server_region=cfg.region, vhost_bucket=vhost)
     if ctx.credential is None:
         raise S3Error("AccessDenied")
@@ -119,6 +128,14 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
     table: dict[str, Credential] = {root.credential.access_key_id: root.credential}
     app[CREDENTIALS] = table
+    identity = IdentityStore.open(cfg.data_dir)
+    identity.ensure_account(root.credential.account_id)
+    app[IDENTITY] = identity
+
+    def lookup(access_key_id: str) -> Credential | None:
+        return table.get(access_key_id) or identity.lookup(access_key_id)
+
+    app[LOOKUP] = lookup
 
     async def storage_ctx(app: web.Application):
         await app[STORE].open()
@@ -126,7 +143,8 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
         await app[STORE].close()
 
     async def kms_ctx(app: web.Application):
-        kms = KMS.open(cfg.data_dir, region=cfg.region)
+        kms = KMS.open(cfg.data_dir, region=cfg.region, hsm=HSMSettings.from_env(
+            module_path=cfg.pkcs11_module, root_provider=cfg.root_key))
         app[KMS_SERVICE] = kms
         app[ENVELOPE] = Envelope(kms, region=cfg.region, bucket_key_ttl=cfg.bucket_key_ttl)
         scheduler = asyncio.create_task(_kms_scheduler(kms, cfg.scheduler_interval))
@@ -137,6 +155,11 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
         app[ENVELOPE].close()
         kms.close()
 
+    async def identity_ctx(app: web.Application):
+        yield
+        app[IDENTITY].close()
+
+    app.cleanup_ctx.append(identity_ctx)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(kms_ctx)
     app.on_response_prepare.append(on_prepare)

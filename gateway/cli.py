@@ -3,6 +3,8 @@
     coffer serve   run the gateway (S3 today; KMS, IAM faces join on the same port)
     coffer fsck    rebuild derived listing indexes from the object records
     coffer demo    walk through SSE-KMS against a running local server (gateway/demo.py)
+    coffer account create|list   add an account (prints its root key once) / list accounts
+    coffer kms init-hsm | migrate-root --to pkcs11   the HSM root key (gateway/kms_admin.py)
 
 Flags of ``serve`` follow DESIGN.md "Data dir and command line"; each has a ``COFFER_<NAME>``
 environment twin.
@@ -66,10 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="accept SSE-C keys over plain HTTP (COFFER_SSE_C_ALLOW_HTTP; "
                             "default: HTTPS only, as S3)")
     serve.add_argument("--log-level", default=env_default("log_level", "INFO"))
+    from gateway.kms_admin import add_serve_arguments, add_kms_parser
+    add_serve_arguments(serve)
+    add_kms_parser(sub, _data_dir_arg)
     fsck = sub.add_parser("fsck", help="rebuild listing indexes from object records")
     _data_dir_arg(fsck)
     from gateway.demo import add_arguments as demo_arguments
     demo_arguments(sub.add_parser("demo", help="walk through SSE-KMS against a running server"))
+    account = sub.add_parser("account", help="manage accounts (IAM)")
+    account_sub = account.add_subparsers(dest="account_command", metavar="ACTION")
+    _data_dir_arg(account_sub.add_parser("create", help="create an account and a root "
+                                         "access key (printed once)"))
+    _data_dir_arg(account_sub.add_parser("list", help="list account ids"))
     return parser
 
 
@@ -89,7 +99,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   root_access_key=env_default("root_access_key"),
                   root_secret_key=env_default("root_secret_key"),
                   default_encryption=args.default_encryption,
-                  sse_c_require_tls=not args.sse_c_allow_http)
+                  sse_c_require_tls=not args.sse_c_allow_http,
+                  pkcs11_module=args.pkcs11_module, root_key=args.root_key)
 
 
 def _ssl_context(cfg: Config) -> tuple[ssl.SSLContext, Path | None]:
@@ -147,6 +158,32 @@ def fsck(data_dir: Path) -> int:
     return 0
 
 
+def account(args: argparse.Namespace) -> int:
+    from gateway.identity import IdentityStore
+
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    root = load_or_create_root(data_dir)
+    store = IdentityStore.open(data_dir)
+    try:
+        store.ensure_account(root.credential.account_id)
+        if args.account_command == "create":
+            new = store.create_account()
+            # Printed once: only the sealed form is kept (data dir + iam/secret.key).
+            print(f"Account {new.account_id} created. Root credentials (shown once):")
+            print(f"  AWS_ACCESS_KEY_ID={new.root_key.key.access_key_id}")
+            print(f"  AWS_SECRET_ACCESS_KEY={new.root_key.secret_access_key}")
+            return 0
+        if args.account_command == "list":
+            for acct in store.list_accounts():
+                print(acct)
+            return 0
+    finally:
+        store.close()
+    print("usage: coffer account {create,list} [--data-dir DIR]", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -156,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         return serve(config_from_args(args))
     if args.command == "fsck":
         return fsck(Path(args.data_dir))
+    if args.command == "kms":
+        from gateway.kms_admin import run as kms_admin
+        return kms_admin(args)
+    if args.command == "account":
+        return account(args)
     if args.command == "demo":
         from gateway.demo import run as demo
         return demo(args)

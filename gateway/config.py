@@ -42,3 +42,8 @@ class Config:
     bucket_key_ttl: float = 300.0
     # How often the server applies due key rotations and deletions.
     scheduler_interval: float = 60.0
+    # PKCS#11 module for the pkcs11 root key and custom key stores (COFFER_PKCS11_MODULE);
+    # token label, PIN and key label come from COFFER_PKCS11_* (kms.rootkeys.HSMSettings).
+    pkcs11_module: str | None = None
+    # Root key provider for a new data dir: "file" or "pkcs11" (None: as the data dir records).
+    root_key: str | None = None

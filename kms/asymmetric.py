@@ -29,7 +29,7 @@ from kms import params as P
 from kms.backends import MaterialRef
 from kms.crypto import asym
 from kms.crypto.aead import CryptoError
-from kms.errors import (CustomKeyStoreNotFoundException, DisabledException,
+from kms.errors import (DisabledException,
                         InvalidCiphertextException, InvalidKeyUsageException,
                         KMSInternalException, KMSInvalidMacException,
                         KMSInvalidSignatureException, KMSInvalidStateException,
@@ -386,11 +386,11 @@ class AsymmetricOps:
                 raise ValidationException(
                     "1 validation error detected: Value at 'numberOfBytes' failed to satisfy "
                     f"constraint: Member must have value between 1 and {MAX_RANDOM}")
-            if custom_key_store_id is not None:
-                # No custom key stores exist in Coffer, so every id is unknown.
-                raise CustomKeyStoreNotFoundException(
-                    f"Custom key store {custom_key_store_id} does not exist.")
             if recipient is not None:
                 raise UnsupportedOperationException("Recipient (attested enclaves) is not "
                                                     "supported.")
+            if custom_key_store_id is not None:
+                # Random bytes from the store's token (kms.custom_key_stores).
+                self._own_store(caller, custom_key_store_id)
+                return {"Plaintext": self._hsm_random(custom_key_store_id, n)}
             return {"Plaintext": self._rand(n)}

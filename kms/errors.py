@@ -17,6 +17,11 @@ __all__ = [
     "UnsupportedOperationException", "ConflictException", "KeyUnavailableException",
     "InvalidGrantTokenException", "KMSInternalException", "DependencyTimeoutException",
     "KMSInvalidSignatureException", "KMSInvalidMacException", "CustomKeyStoreNotFoundException",
+    "CustomKeyStoreInvalidStateException", "CustomKeyStoreHasCMKsException",
+    "CustomKeyStoreNameInUseException", "CloudHsmClusterNotFoundException",
+    "CloudHsmClusterInUseException", "CloudHsmClusterInvalidConfigurationException",
+    "CloudHsmClusterNotActiveException", "CloudHsmClusterNotRelatedException",
+    "IncorrectTrustAnchorException",
     "ExpiredImportTokenException", "InvalidImportTokenException",
     "IncorrectKeyMaterialException", "all_error_classes",
 ]
@@ -124,6 +129,43 @@ class KMSInvalidMacException(_ClientError):
 
 class CustomKeyStoreNotFoundException(_ClientError):
     type = "CustomKeyStoreNotFoundException"
+
+
+class CustomKeyStoreInvalidStateException(_ClientError):
+    type = "CustomKeyStoreInvalidStateException"
+
+
+class CustomKeyStoreHasCMKsException(_ClientError):
+    type = "CustomKeyStoreHasCMKsException"
+
+
+class CustomKeyStoreNameInUseException(_ClientError):
+    type = "CustomKeyStoreNameInUseException"
+
+
+class CloudHsmClusterNotFoundException(_ClientError):
+    """Coffer: no token with that label on the configured PKCS#11 module."""
+    type = "CloudHsmClusterNotFoundException"
+
+
+class CloudHsmClusterInUseException(_ClientError):
+    type = "CloudHsmClusterInUseException"
+
+
+class CloudHsmClusterInvalidConfigurationException(_ClientError):
+    type = "CloudHsmClusterInvalidConfigurationException"
+
+
+class CloudHsmClusterNotActiveException(_ClientError):
+    type = "CloudHsmClusterNotActiveException"
+
+
+class CloudHsmClusterNotRelatedException(_ClientError):
+    type = "CloudHsmClusterNotRelatedException"
+
+
+class IncorrectTrustAnchorException(_ClientError):
+    type = "IncorrectTrustAnchorException"
 
 
 class ExpiredImportTokenException(_ClientError):

@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "KeyState", "KeySpec", "KeyUsage", "Origin", "KeyManager", "DataKeySpec",
     "EncryptionAlgorithm", "RotationType", "KeyMetadata", "key_algorithms", "Key", "KeyVersion", "Alias", "Caller",
+    "ConnectionState", "CustomKeyStore",
 ]
 
 
@@ -129,6 +130,9 @@ class KeyMetadata:
     # Imported material (Origin EXTERNAL): KEY_MATERIAL_EXPIRES / _DOES_NOT_EXPIRE, ValidTo.
     expiration_model: str | None = None
     valid_to: float | None = None
+    # Keys in a custom key store (Origin AWS_CLOUDHSM, kms.custom_key_stores).
+    custom_key_store_id: str | None = None
+    cloud_hsm_cluster_id: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -160,6 +164,10 @@ class KeyMetadata:
             out["ExpirationModel"] = self.expiration_model
         if self.valid_to is not None:
             out["ValidTo"] = float(self.valid_to)
+        if self.custom_key_store_id is not None:
+            out["CustomKeyStoreId"] = self.custom_key_store_id
+        if self.cloud_hsm_cluster_id is not None:
+            out["CloudHsmClusterId"] = self.cloud_hsm_cluster_id
         return out
 
 
@@ -238,3 +246,41 @@ class Caller:
     user_agent: str = ""
     request_id: str = ""
     access_key_id: str = ""
+
+
+class ConnectionState(StrEnum):
+    CONNECTED = "CONNECTED"
+    CONNECTING = "CONNECTING"
+    FAILED = "FAILED"
+    DISCONNECTED = "DISCONNECTED"
+    DISCONNECTING = "DISCONNECTING"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomKeyStore:
+    """A CloudHSM-style custom key store: a PKCS#11 token named by ``cluster_id`` (its label).
+    ``password`` is the token's user PIN wrapped by the root key, never the PIN itself."""
+
+    custom_key_store_id: str
+    account_id: str
+    name: str
+    cluster_id: str
+    trust_anchor_certificate: str
+    password: bytes = field(repr=False)
+    connection_state: ConnectionState
+    connection_error_code: str | None
+    creation_date: float
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "CustomKeyStoreId": self.custom_key_store_id,
+            "CustomKeyStoreName": self.name,
+            "CloudHsmClusterId": self.cluster_id,
+            "TrustAnchorCertificate": self.trust_anchor_certificate,
+            "ConnectionState": str(self.connection_state),
+            "CreationDate": float(self.creation_date),
+            "CustomKeyStoreType": "AWS_CLOUDHSM",
+        }
+        if self.connection_state is ConnectionState.FAILED and self.connection_error_code:
+            out["ConnectionErrorCode"] = self.connection_error_code
+        return out

@@ -26,7 +26,7 @@ from kms.authz import authorize, aws_managed_key_policy
 from kms.backends import KeyBackend, MaterialRef
 from kms.backends.software import SoftwareBackend
 from kms.crypto.aead import CryptoError
-from kms.crypto.rootkey import FileRootKey
+from kms.rootkeys import HSMSettings, open_root
 from kms.custom_key_stores import CustomKeyStoreOps
 from kms.errors import (AccessDeniedException, AlreadyExistsException, ConflictException,
                         DisabledException, IncorrectKeyException, InvalidAliasNameException,
@@ -121,37 +121,54 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
 
     def __init__(self, *, store: KeyStore, backend: KeyBackend, audit: AuditSink,
                  region: str = "us-east-1", clock: Callable[[], float] = time.time,
-                 rand: Callable[[int], bytes] = os.urandom) -> None:
+                 rand: Callable[[int], bytes] = os.urandom,
+                 pkcs11_module: str | None = None) -> None:
         self._store = store
         self._backend = backend
         self._audit = audit
         self.region = region
         self._clock = clock
         self._rand = rand
+        self._closers: list[Callable[[], None]] = []
+        self._init_custom_key_stores(pkcs11_module)
 
     @classmethod
     def open(cls, data_dir: Path, *, region: str = "us-east-1",
              clock: Callable[[], float] = time.time,
              rand: Callable[[int], bytes] = os.urandom,
-             audit: AuditSink | None = None) -> KMS:
+             audit: AuditSink | None = None, hsm: HSMSettings | None = None) -> KMS:
         """Open (creating on first use) ``<data_dir>/kms/{root.key,kms.db}`` and the audit log
-        ``<data_dir>/audit/kms-events.jsonl``. Raises ``RootKeyError`` if the root key file is
-        accessible by group or others."""
+        ``<data_dir>/audit/kms-events.jsonl``. The root key provider is the one the data dir
+        records (``kms.rootkeys``; ``hsm.root_provider`` picks it for a new data dir).
+        ``hsm.module_path`` also serves custom key stores. Raises ``RootKeyError`` if the root
+        key file is accessible by group or others, or the provider does not match, and
+        ``HSMError`` if the token cannot be used."""
         data_dir = Path(data_dir)
-        root = FileRootKey.open(data_dir / "kms" / "root.key", rand=rand)
+        store = SQLiteKeyStore(data_dir / "kms" / "kms.db", region=region)
+        try:
+            root = open_root(data_dir, store, hsm, rand=rand)
+        except BaseException:
+            store.close()
+            raise
         backend = SoftwareBackend(root, rand=rand)
-        store = SQLiteKeyStore(data_dir / "kms" / "kms.db", region=region,
-                               backend_name=backend.name)
         if audit is None:
             try:
                 audit = JSONLinesSink(data_dir / "audit" / "kms-events.jsonl")
             except BaseException:
                 store.close()
+                getattr(root, "close", lambda: None)()
                 raise
-        return cls(store=store, backend=backend, audit=audit, region=region, clock=clock,
-                   rand=rand)
+        kms = cls(store=store, backend=backend, audit=audit, region=region, clock=clock,
+                  rand=rand, pkcs11_module=hsm.module_path if hsm else None)
+        if hasattr(root, "close"):
+            kms._closers.append(root.close)
+        return kms
 
     def close(self) -> None:
+        self._close_custom_key_stores()
+        for closer in self._closers:
+            closer()
+        self._closers = []
         self._store.close()
         self._audit.close()
 
@@ -194,6 +211,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
             if key is None or key.account_id != account:
                 raise NotFoundException(
                     f"Key '{key_arn(self.region, account, ref.name)}' does not exist")
+        key = self._hsm_view(key)
         call.keys.append(key)
         authorize(call.caller, action, key)
         return key
@@ -267,7 +285,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
             raise KMSInternalException(f"{key.arn} has no material for version {version}")
         nonce = self._rand(ct.NONCE_SIZE)
         header = ct.header(key.key_id, version, nonce)
-        sealed = self._backend.seal(MaterialRef(key.arn, version, kv.material), nonce,
+        sealed = self._backend_for(key).seal(MaterialRef(key.arn, version, kv.material), nonce,
                                     plaintext, header + ec.canonical(context))
         return header + sealed
 
@@ -276,7 +294,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
         if kv is None:
             raise InvalidCiphertextException("")
         try:
-            return self._backend.open(MaterialRef(key.arn, blob.key_version, kv.material),
+            return self._backend_for(key).open(MaterialRef(key.arn, blob.key_version,
+                                                           kv.material),
                                       blob.nonce, blob.ciphertext,
                                       ct.aad(blob, ec.canonical(context)))
         except CryptoError:
@@ -289,6 +308,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
         key = self._store.get_key(blob.key_id)
         if key is None:
             raise AccessDeniedException(_UNKNOWN_KEY_IN_BLOB)
+        key = self._hsm_view(key)
         if named is not None and named.key_id != key.key_id:
             raise IncorrectKeyException(
                 "The key ID in the request does not identify a CMK that can perform this "
@@ -305,16 +325,21 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
                    origin: str = "AWS_KMS", policy: str | None = None,
                    tags: Sequence[Mapping[str, str]] | None = None,
                    multi_region: bool = False,
-                   bypass_policy_lockout_safety_check: bool = False) -> dict[str, Any]:
+                   bypass_policy_lockout_safety_check: bool = False,
+                   custom_key_store_id: str | None = None) -> dict[str, Any]:
         params = {"description": description if isinstance(description, str) else None,
                   "keyUsage": str(key_usage), "keySpec": str(key_spec), "origin": str(origin),
-                  "multiRegion": bool(multi_region)}
+                  "multiRegion": bool(multi_region),
+                  "customKeyStoreId": P.s(custom_key_store_id)}
         with self._call(caller, "CreateKey", params, read_only=False) as call:
             usage = P.enum(KeyUsage, key_usage, "keyUsage")
             spec = P.enum(KeySpec, key_spec, "keySpec")
             orig = P.enum(Origin, origin, "origin")
             self._check_key_spec(spec, usage)
-            if orig not in (Origin.AWS_KMS, Origin.EXTERNAL):
+            if orig is Origin.AWS_CLOUDHSM or custom_key_store_id is not None:
+                self._check_hsm_key_request(caller, orig, spec, usage, multi_region,
+                                            custom_key_store_id)
+            elif orig not in (Origin.AWS_KMS, Origin.EXTERNAL):
                 raise UnsupportedOperationException(f"Origin {orig} is not supported yet.")
             if orig is Origin.EXTERNAL and spec is not KeySpec.SYMMETRIC_DEFAULT:
                 raise UnsupportedOperationException(
@@ -329,7 +354,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
             call.params["tags"] = [{"tagKey": k, "tagValue": v} for k, v in tag_pairs] or None
             key = self._new_key(caller.account_id, description, pol, tag_pairs,
                                 KeyManager.CUSTOMER, key_spec=spec, key_usage=usage,
-                                origin=orig)
+                                origin=orig, custom_key_store_id=custom_key_store_id)
+            key = self._hsm_view(key)
             call.keys.append(key)
             meta = key.metadata.to_api()
             call.response = {"keyMetadata": _camel(meta)}
@@ -339,25 +365,30 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
                  tags: tuple[tuple[str, str], ...], manager: KeyManager,
                  alias: str | None = None, *, key_spec: KeySpec = KeySpec.SYMMETRIC_DEFAULT,
                  key_usage: KeyUsage = KeyUsage.ENCRYPT_DECRYPT,
-                 origin: Origin = Origin.AWS_KMS) -> Key:
+                 origin: Origin = Origin.AWS_KMS,
+                 custom_key_store_id: str | None = None) -> Key:
         key_id = self._uuid()
         arn = key_arn(self.region, account_id, key_id)
         now = self._clock()
         meta = KeyMetadata(account_id=account_id, key_id=key_id, arn=arn, creation_date=now,
                            description=description, key_usage=key_usage,
-                           key_state=KeyState.ENABLED if origin is Origin.AWS_KMS
-                           else KeyState.PENDING_IMPORT, origin=origin,
-                           key_manager=manager, key_spec=key_spec)
+                           key_state=KeyState.PENDING_IMPORT if origin is Origin.EXTERNAL
+                           else KeyState.ENABLED, origin=origin,
+                           key_manager=manager, key_spec=key_spec,
+                           custom_key_store_id=custom_key_store_id)
         if origin is Origin.EXTERNAL:   # no material until ImportKeyMaterial (kms.lifecycle)
             key = Key(metadata=meta, policy=policy, tags=tags, current_version=0)
             self._store.create_key(key, None, alias)
             return key
         key = Key(metadata=meta, policy=policy, tags=tags, current_version=1)
-        version = KeyVersion(key_id, 1, now, None, self._new_material(arn, 1, key_spec))
+        if custom_key_store_id is not None:     # generated in the token (custom_key_stores)
+            version = self._create_hsm_version(key)
+        else:
+            version = KeyVersion(key_id, 1, now, None, self._new_material(arn, 1, key_spec))
         try:
             self._store.create_key(key, version, alias)
         except BaseException:
-            self._backend.forget(arn, 1)
+            self._forget(key, 1)
             raise
         return key
 
@@ -500,6 +531,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
         now = self._clock() if now is None else now
         deleted: list[str] = []
         for key in self._store.due_deletions(now):
+            if not self._deletable(key):
+                continue        # its custom key store is disconnected: AWS waits too
             def still_due(k: Key) -> None:
                 if k.state is not KeyState.PENDING_DELETION or (k.metadata.deletion_date or 0) > now:
                     raise KMSInvalidStateException(f"{k.arn} is not pending deletion.")
@@ -508,7 +541,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
             except (NotFoundException, KMSInvalidStateException):
                 continue        # cancelled or deleted by someone else meanwhile
             for v in versions:
-                self._backend.forget(key.arn, v.version)
+                self._forget(key, v.version)
             self._emit(AuditEvent(
                 event_name="DeleteKey", event_time=now, region=self.region,
                 event_id=self._uuid(), request_id=self._uuid(), read_only=False,

@@ -30,6 +30,7 @@ _MATERIAL_SIZE = 32
 _AAD_LABEL = b"coffer-kms-material/1\x00"
 _PRIVATE_LABEL = b"coffer-kms-private/1\x00"
 _IMPORT_LABEL = b"coffer-kms-import/1\x00"
+_SECRET_LABEL = b"coffer-kms-secret/1\x00"
 
 
 def material_aad(key_arn: str, version: int) -> bytes:
@@ -86,6 +87,14 @@ class SoftwareBackend:
     def unwrap_import(self, name: str, record: bytes) -> bytes:
         """Raises ``CryptoError`` unless ``record`` is ``wrap_import(name, ...)``."""
         return self._root.unwrap(record, _IMPORT_LABEL + name.encode("utf-8"))
+
+    def wrap_secret(self, name: str, secret: bytes) -> bytes:
+        """Seal a stored credential (a custom key store's PIN) bound to ``name``."""
+        return self._root.wrap(secret, _SECRET_LABEL + name.encode("utf-8"))
+
+    def unwrap_secret(self, name: str, record: bytes) -> bytes:
+        """Raises ``CryptoError`` unless ``record`` is ``wrap_secret(name, ...)``."""
+        return self._root.unwrap(record, _SECRET_LABEL + name.encode("utf-8"))
 
     def forget(self, key_arn: str, version: int) -> None:
         with self._lock:

@@ -1,8 +1,9 @@
 """Typed errors of the identity layer, named by their AWS IAM error codes.
 
 ``PolicyError`` is the parser's one failure: it carries AWS's message and no code, because the
-same document is rejected as ``MalformedPolicyDocument`` by IAM, ``MalformedPolicyDocumentException``
-by KMS and ``MalformedPolicy`` by S3; the caller picks the code at its edge.
+same document is rejected as ``MalformedPolicyDocument`` by IAM,
+``MalformedPolicyDocumentException`` by KMS and ``MalformedPolicy`` by S3; the caller picks the
+code at its edge.
 
 ``IAMError`` subclasses are what the identity store and the IAM Query API raise; the face renders
 ``code``, ``status`` and ``message`` once [IAM API Reference, "Common Errors"].

@@ -8,7 +8,8 @@ Grammar [IAM User Guide, "Grammar of the IAM JSON policy language"]::
                    ("Principal" | "NotPrincipal")?: "*" | { kind: str | [str] },
                    ("Action" | "NotAction"): str | [str],
                    ("Resource" | "NotResource"): str | [str],
-                   "Condition"?: { [qualifier ":"] operator ["IfExists"]: { key: value | [value] } } }
+                   "Condition"?: { [qualifier ":"] operator ["IfExists"]:
+                                   { key: value | [value] } } }
     kind       = "AWS" | "Service" | "Federated" | "CanonicalUser"
 
 Identity policies (inline and managed) must not name a principal; resource policies (bucket
@@ -52,7 +53,6 @@ _STATEMENT = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction
 _PRINCIPAL_KINDS = ("AWS", "Service", "Federated", "CanonicalUser")
 _AWS_PRINCIPAL = re.compile(r"^(\*|\d{12}|arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+)$")
 _ACTION = re.compile(r"^(\*|[A-Za-z0-9-]+:[A-Za-z0-9*?_-]*)$")
-_VARIABLE = re.compile(r"\$\{[^}]*\}")
 
 # AWS's wording [IAM API errors as returned by PutUserPolicy / CreatePolicy].
 MSG_SYNTAX = "Syntax errors in policy."
@@ -214,9 +214,9 @@ def _statement(st: Any, kind: PolicyKind) -> Statement:
     if ("Resource" in st) == ("NotResource" in st):
         raise PolicyError(MSG_NO_RESOURCES if "Resource" not in st else MSG_SYNTAX)
     resources = _strings(st.get("Resource", st.get("NotResource")), MSG_NO_RESOURCES)
-    if not all(r == "*" or r.startswith("arn:") for r in resources):
-        raise PolicyError(f"Resource {next(r for r in resources if r != '*' and not r.startswith('arn:'))}"
-                          " must be in ARN format or \"*\".")
+    for r in resources:
+        if r != "*" and not r.startswith("arn:"):
+            raise PolicyError(f'Resource {r} must be in ARN format or "*".')
     return Statement(effect=effect, actions=actions, resources=resources, sid=sid,
                      not_action="NotAction" in st, not_resource="NotResource" in st,
                      principal=principal, not_principal="NotPrincipal" in st,

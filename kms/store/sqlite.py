@@ -1,22 +1,31 @@
 """SQLite key store (``<data_dir>/kms/kms.db``): WAL, foreign keys, one transaction per change.
 
-Schema version 2 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
+Schema version 3 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
 migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
 
     keys(key_id PK, arn UNIQUE, account_id, creation_date, description, key_usage, key_spec,
          origin, key_manager, key_state, deletion_date, pending_window_days, policy,
          tags JSON [[k, v], ...], current_version,
          -- v2: automatic rotation and imported material (kms.lifecycle)
-         rotation_period_days, next_rotation_date, expiration_model, valid_to, material_id)
+         rotation_period_days, next_rotation_date, expiration_model, valid_to, material_id,
+         -- v3: the custom key store holding the key (Origin AWS_CLOUDHSM)
+         custom_key_store_id)
     key_versions(key_id -> keys ON DELETE CASCADE, version, creation_date, rotation_type,
                  backend, material BLOB)            PK (key_id, version)
     aliases(account_id, alias_name, target_key_id -> keys ON DELETE CASCADE, creation_date,
             last_updated_date)                       PK (account_id, alias_name)
     import_tokens(token_id PK, key_id -> keys ON DELETE CASCADE, wrapping_algorithm,
                   wrapping_key_spec, private_key BLOB, valid_to)          -- v2
+    custom_key_stores(custom_key_store_id PK, account_id, name, cluster_id, trust_anchor,
+                      password BLOB, connection_state, connection_error_code, creation_date)
+                      UNIQUE (account_id, name)                          -- v3
+    settings(name PK, value)     -- v3: "root_provider" = file | pkcs11, "root_token_label",
+                                 --     "root_key_label" (which root key wraps; no secrets)
 
 ``material`` is the backend's record (wrapped material), never raw key bytes; so is
-``private_key`` (the import wrapping key, sealed by the root key).
+``private_key`` (the import wrapping key, sealed by the root key) and ``password`` (a custom
+key store's PIN, sealed by the root key). For an HSM-held key version ``material`` is only a
+reference to the token object (kms.backends.pkcs11).
 ``synchronous=FULL``: a committed key version must survive power loss, or data encrypted under
 it is lost. ``secure_delete`` zeroes the pages of deleted rows. Writers take the lock up front
 (``BEGIN IMMEDIATE``) so a read-check-write never deadlocks on lock upgrade. One connection per
@@ -33,13 +42,13 @@ from pathlib import Path
 
 from kms.errors import (AlreadyExistsException, KMSInternalException, LimitExceededException,
                         NotFoundException)
-from kms.model import (Alias, Key, KeyManager, KeyMetadata, KeySpec, KeyState, KeyUsage,
-                       KeyVersion, Origin, RotationType)
+from kms.model import (Alias, ConnectionState, CustomKeyStore, Key, KeyManager, KeyMetadata,
+                       KeySpec, KeyState, KeyUsage, KeyVersion, Origin, RotationType)
 from kms.store.base import KeyChanges, KeyCheck
 
 __all__ = ["SQLiteKeyStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE keys (
@@ -101,12 +110,33 @@ CREATE TABLE import_tokens (
 ) WITHOUT ROWID;
 CREATE INDEX import_tokens_by_key ON import_tokens(key_id);
 """,
+    3: """
+ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
+CREATE INDEX keys_by_custom_key_store ON keys(custom_key_store_id)
+    WHERE custom_key_store_id IS NOT NULL;
+CREATE TABLE custom_key_stores (
+    custom_key_store_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cluster_id TEXT NOT NULL,
+    trust_anchor TEXT NOT NULL,
+    password BLOB NOT NULL,
+    connection_state TEXT NOT NULL,
+    connection_error_code TEXT,
+    creation_date REAL NOT NULL,
+    UNIQUE (account_id, name)
+) WITHOUT ROWID;
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+""",
 }
 
 _KEY_COLS = ("key_id, arn, account_id, creation_date, description, key_usage, key_spec, origin, "
              "key_manager, key_state, deletion_date, pending_window_days, policy, tags, "
              "current_version, rotation_period_days, next_rotation_date, expiration_model, "
-             "valid_to, material_id")
+             "valid_to, material_id, custom_key_store_id")
 _MUTABLE = {"key_state", "deletion_date", "pending_window_days", "description", "policy",
             "tags", "current_version", "rotation_period_days", "next_rotation_date",
             "expiration_model", "valid_to", "material_id"}
@@ -117,7 +147,8 @@ def _key(row: tuple) -> Key:
         key_id=row[0], arn=row[1], account_id=row[2], creation_date=row[3], description=row[4],
         key_usage=KeyUsage(row[5]), key_spec=KeySpec(row[6]), origin=Origin(row[7]),
         key_manager=KeyManager(row[8]), key_state=KeyState(row[9]), deletion_date=row[10],
-        pending_deletion_window_in_days=row[11], expiration_model=row[17], valid_to=row[18])
+        pending_deletion_window_in_days=row[11], expiration_model=row[17], valid_to=row[18],
+        custom_key_store_id=row[20])
     return Key(metadata=meta, policy=row[12], tags=tuple(tuple(t) for t in json.loads(row[13])),
                current_version=row[14], rotation_period_days=row[15],
                next_rotation_date=row[16], material_id=row[19])
@@ -213,11 +244,12 @@ class SQLiteKeyStore:
             raise NotFoundException(f"Key '{key_id}' does not exist")
         return key
 
-    def _insert_version(self, con: sqlite3.Connection, v: KeyVersion) -> None:
+    def _insert_version(self, con: sqlite3.Connection, v: KeyVersion,
+                        backend: str | None = None) -> None:
         con.execute("INSERT INTO key_versions VALUES (?,?,?,?,?,?)",
                     (v.key_id, v.version, v.creation_date,
-                     v.rotation_type.value if v.rotation_type else None, self._backend,
-                     v.material))
+                     v.rotation_type.value if v.rotation_type else None,
+                     backend or self._backend, v.material))
 
     def create_key(self, key: Key, version: KeyVersion | None,
                    alias: str | None = None) -> None:
@@ -225,15 +257,16 @@ class SQLiteKeyStore:
         m = key.metadata
         with self._txn() as con:
             con.execute(
-                f"INSERT INTO keys ({_KEY_COLS}) VALUES ({', '.join('?' * 20)})",
+                f"INSERT INTO keys ({_KEY_COLS}) VALUES ({', '.join('?' * 21)})",
                 (m.key_id, m.arn, m.account_id, m.creation_date, m.description,
                  m.key_usage.value, m.key_spec.value, m.origin.value, m.key_manager.value,
                  m.key_state.value, m.deletion_date, m.pending_deletion_window_in_days,
                  key.policy, json.dumps([list(t) for t in key.tags]), key.current_version,
                  key.rotation_period_days, key.next_rotation_date, m.expiration_model,
-                 m.valid_to, key.material_id))
+                 m.valid_to, key.material_id, m.custom_key_store_id))
             if version is not None:
-                self._insert_version(con, version)
+                self._insert_version(con, version,
+                                     "pkcs11" if m.custom_key_store_id is not None else None)
             if alias is not None:
                 try:
                     con.execute("INSERT INTO aliases VALUES (?,?,?,?,?)",
@@ -455,3 +488,141 @@ class SQLiteKeyStore:
             if cols:
                 self._set(con, key_id, cols)
             return old
+
+    # -- settings (which root key wraps the data) --------------------------------------------
+
+    def get_setting(self, name: str) -> str | None:
+        row = self._con().execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_settings(self, values: dict[str, str]) -> None:
+        with self._txn() as con:
+            for name, value in values.items():
+                con.execute("INSERT OR REPLACE INTO settings VALUES (?,?)", (name, value))
+
+    def has_keys(self) -> bool:
+        return self._con().execute("SELECT 1 FROM keys LIMIT 1").fetchone() is not None
+
+    # -- custom key stores (kms.custom_key_stores) --------------------------------------------
+
+    _CKS_COLS = ("custom_key_store_id, account_id, name, cluster_id, trust_anchor, password, "
+                 "connection_state, connection_error_code, creation_date")
+    _CKS_MUTABLE = {"name", "cluster_id", "trust_anchor", "password", "connection_state",
+                    "connection_error_code"}
+
+    @staticmethod
+    def _cks(row: tuple) -> CustomKeyStore:
+        return CustomKeyStore(custom_key_store_id=row[0], account_id=row[1], name=row[2],
+                              cluster_id=row[3], trust_anchor_certificate=row[4],
+                              password=bytes(row[5]),
+                              connection_state=ConnectionState(row[6]),
+                              connection_error_code=row[7], creation_date=row[8])
+
+    def create_custom_key_store(self, cks: CustomKeyStore) -> None:
+        """Raises ``AlreadyExistsException`` if the account already has that name."""
+        with self._txn() as con:
+            try:
+                con.execute(f"INSERT INTO custom_key_stores ({self._CKS_COLS}) VALUES "
+                            "(?,?,?,?,?,?,?,?,?)",
+                            (cks.custom_key_store_id, cks.account_id, cks.name, cks.cluster_id,
+                             cks.trust_anchor_certificate, cks.password,
+                             cks.connection_state.value, cks.connection_error_code,
+                             cks.creation_date))
+            except sqlite3.IntegrityError:
+                raise AlreadyExistsException(cks.name) from None
+
+    def get_custom_key_store(self, custom_key_store_id: str) -> CustomKeyStore | None:
+        row = self._con().execute(
+            f"SELECT {self._CKS_COLS} FROM custom_key_stores WHERE custom_key_store_id=?",
+            (custom_key_store_id,)).fetchone()
+        return self._cks(row) if row else None
+
+    def list_custom_key_stores(self, account_id: str | None = None) -> list[CustomKeyStore]:
+        if account_id is None:
+            rows = self._con().execute(
+                f"SELECT {self._CKS_COLS} FROM custom_key_stores ORDER BY creation_date, "
+                "custom_key_store_id").fetchall()
+        else:
+            rows = self._con().execute(
+                f"SELECT {self._CKS_COLS} FROM custom_key_stores WHERE account_id=? "
+                "ORDER BY creation_date, custom_key_store_id", (account_id,)).fetchall()
+        return [self._cks(r) for r in rows]
+
+    def update_custom_key_store(self, custom_key_store_id: str,
+                                changes: Callable[[CustomKeyStore, int], dict]
+                                ) -> CustomKeyStore:
+        """``changes(store, number_of_keys)`` runs inside the transaction; returns columns."""
+        with self._txn() as con:
+            cks = self._must_cks(con, custom_key_store_id)
+            cols = dict(changes(cks, self._cks_keys(con, custom_key_store_id)))
+            bad = set(cols) - self._CKS_MUTABLE
+            if bad:
+                raise ValueError(f"immutable columns {sorted(bad)}")
+            if cols:
+                cols = {k: (v.value if hasattr(v, "value") else v) for k, v in cols.items()}
+                sets = ", ".join(f"{c}=?" for c in cols)
+                try:
+                    con.execute(f"UPDATE custom_key_stores SET {sets} WHERE "
+                                "custom_key_store_id=?", (*cols.values(), custom_key_store_id))
+                except sqlite3.IntegrityError:
+                    raise AlreadyExistsException(str(cols.get("name"))) from None
+            return self._must_cks(con, custom_key_store_id)
+
+    def delete_custom_key_store(self, custom_key_store_id: str,
+                                check: Callable[[CustomKeyStore, int], None]) -> None:
+        with self._txn() as con:
+            cks = self._must_cks(con, custom_key_store_id)
+            check(cks, self._cks_keys(con, custom_key_store_id))
+            con.execute("DELETE FROM custom_key_stores WHERE custom_key_store_id=?",
+                        (custom_key_store_id,))
+
+    def _must_cks(self, con: sqlite3.Connection, custom_key_store_id: str) -> CustomKeyStore:
+        row = con.execute(
+            f"SELECT {self._CKS_COLS} FROM custom_key_stores WHERE custom_key_store_id=?",
+            (custom_key_store_id,)).fetchone()
+        if row is None:
+            raise NotFoundException(custom_key_store_id)
+        return self._cks(row)
+
+    @staticmethod
+    def _cks_keys(con: sqlite3.Connection, custom_key_store_id: str) -> int:
+        return con.execute("SELECT COUNT(*) FROM keys WHERE custom_key_store_id=?",
+                           (custom_key_store_id,)).fetchone()[0]
+
+    # -- root key migration ---------------------------------------------------------------------
+
+    def rewrap_all(self, versions: Callable[[Key, KeyVersion], bytes | None],
+                   import_keys: Callable[[str, str, bytes], bytes],
+                   passwords: Callable[[CustomKeyStore], bytes],
+                   settings: dict[str, str]) -> int:
+        """In one transaction: replace every key version's record by ``versions(key, v)``
+        (None = leave it, e.g. an HSM reference), every import private key by
+        ``import_keys(key_id, token_id, record)``, every custom key store password by
+        ``passwords(store)``, and write ``settings``. Returns the number of records rewrapped.
+        Any exception rolls everything back."""
+        n = 0
+        with self._txn() as con:
+            keys = {r[0]: _key(r) for r in con.execute(f"SELECT {_KEY_COLS} FROM keys")}
+            rows = con.execute("SELECT key_id, version, creation_date, rotation_type, material "
+                               "FROM key_versions").fetchall()
+            for row in rows:
+                kv = _version(row)
+                record = versions(keys[kv.key_id], kv)
+                if record is not None:
+                    con.execute("UPDATE key_versions SET material=? WHERE key_id=? AND "
+                                "version=?", (record, kv.key_id, kv.version))
+                    n += 1
+            for token_id, key_id, private in con.execute(
+                    "SELECT token_id, key_id, private_key FROM import_tokens").fetchall():
+                con.execute("UPDATE import_tokens SET private_key=? WHERE token_id=?",
+                            (import_keys(key_id, token_id, bytes(private)), token_id))
+                n += 1
+            for row in con.execute(
+                    f"SELECT {self._CKS_COLS} FROM custom_key_stores").fetchall():
+                cks = self._cks(row)
+                con.execute("UPDATE custom_key_stores SET password=? WHERE "
+                            "custom_key_store_id=?", (passwords(cks), cks.custom_key_store_id))
+                n += 1
+            for name, value in settings.items():
+                con.execute("INSERT OR REPLACE INTO settings VALUES (?,?)", (name, value))
+        return n

@@ -514,11 +514,13 @@ def test_version_1_database_still_opens(tmp_path, clock, sink):
     k = new_key(kms)
     blob = roundtrip(kms, k)
     kms.close()
-    # Turn the file back into a version-1 database: drop what v2 added.
+    # Turn the file back into a version-1 database: drop what v2 and v3 added.
     con = sqlite3.connect(tmp_path / "kms" / "kms.db")
     con.executescript(f"""
         PRAGMA foreign_keys=OFF;
         DROP TABLE import_tokens;
+        DROP TABLE custom_key_stores;
+        DROP TABLE settings;
         CREATE TABLE keys_v1 AS SELECT key_id, arn, account_id, creation_date, description,
             key_usage, key_spec, origin, key_manager, key_state, deletion_date,
             pending_window_days, policy, tags, current_version FROM keys;
@@ -535,6 +537,6 @@ def test_version_1_database_still_opens(tmp_path, clock, sink):
         assert kms.get_key_rotation_status(ALICE, k)["KeyRotationEnabled"]
         (ver,) = sqlite3.connect(tmp_path / "kms" / "kms.db").execute(
             "PRAGMA user_version").fetchone()
-        assert ver == 2
+        assert ver == 3
     finally:
         kms.close()

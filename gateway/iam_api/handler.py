@@ -1,0 +1,137 @@
+"""The IAM and STS Query faces: ``POST /`` with a form body ``Action=...&Version=...``.
+
+Requests are SigV4-signed for service ``iam`` (or ``sts``); the small body is read first so its
+hash completes the canonical request. Authorization: an account root may call every IAM
+operation in its account; an IAM user needs an identity policy allowing ``iam:<Action>`` on the
+target (``kms.iam.evaluate``). STS ``GetCallerIdentity`` needs only a valid credential.
+Failures are ``<ErrorResponse>`` documents with AWS's code and status.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from gateway import auth
+from gateway.auth.types import Credential
+from gateway.iam_api.operations import OPERATIONS, IAMCall
+from gateway.iam_api.xml import IAM_NS, STS_NS, render_error, render_result
+from gateway.identity import IdentityStore
+from gateway.s3.errors import S3Error
+from kms.iam import errors as ie
+from kms.iam.evaluate import AuthzRequest, evaluate
+
+__all__ = ["handle_iam", "MAX_BODY", "authorize"]
+
+log = logging.getLogger("coffer.iam_api")
+
+MAX_BODY = 1024 * 1024
+_REQUEST_ID = "coffer_request_id"
+
+# S3-style authentication failures, as the Query protocol names them.
+_AUTH_ERRORS = {
+    "InvalidAccessKeyId": ("InvalidClientTokenId",
+                           "The security token included in the request is invalid.", 403),
+    "SignatureDoesNotMatch": ("SignatureDoesNotMatch",
+                              "The request signature we calculated does not match the "
+                              "signature you provided. Check your AWS Secret Access Key and "
+                              "signing method. Consult the service documentation for details.",
+                              403),
+    "RequestTimeTooSkewed": ("SignatureDoesNotMatch", "Signature expired", 403),
+    "AccessDenied": ("AccessDenied", "Access Denied", 403),
+}
+
+
+def _respond(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=body, content_type="text/xml")
+
+
+def authorize(identity: IdentityStore, cred: Credential, action: str, resource: str,
+              request: web.Request, extra: dict | None = None) -> None:
+    """Raise AccessDenied unless ``cred`` may call ``iam:<action>`` on ``resource``."""
+    is_root = cred.user_name is None
+    if is_root:
+        return
+    user_id = None
+    try:
+        user_id = identity.get_user(cred.account_id, cred.user_name).user_id
+    except ie.IAMError:
+        pass
+    req = AuthzRequest(
+        principal_arn=cred.principal_arn, action=f"iam:{action}", resource=resource,
+        principal_account=cred.account_id, user_name=cred.user_name, user_id=user_id,
+        context={"aws:SourceIp": request.remote or "", "aws:SecureTransport": request.secure,
+                 "aws:RequestedRegion": "us-east-1", **(extra or {})})
+    decision = evaluate(req, identity.identity_policies(cred.principal_arn), None,
+                        resource_account=cred.account_id)
+    if not decision.allowed:
+        log.info("request %s: iam:%s denied for %s: %s", request.get(_REQUEST_ID, ""), action,
+                 cred.principal_arn, decision.explain())
+        raise ie.AccessDenied(decision.aws_message(req))
+
+
+async def handle_iam(request: web.Request, identity: IdentityStore, lookup, region: str,
+                     service: str = "iam", pool=None) -> web.StreamResponse:
+    """Authenticate, authorize, dispatch and render one IAM or STS Query request."""
+    ns = STS_NS if service == "sts" else IAM_NS
+    rid = request.get(_REQUEST_ID, "")
+
+    def error(code: str, message: str, status: int, sender: bool = True) -> web.Response:
+        return _respond(render_error(code, message, rid, sender=sender, namespace=ns), status)
+
+    body = await request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        return error("ValidationError", "Request body too large", 413)
+    try:
+        ctx = auth.authenticate(request.method, request.raw_path, request.headers, lookup,
+                                clock=time.time, server_region=region,
+                                body_sha256=hashlib.sha256(body).hexdigest())
+    except S3Error as err:
+        code, message, status = _AUTH_ERRORS.get(err.code, ("IncompleteSignature",
+                                                            err.message, 400))
+        return error(code, message, status)
+    if ctx.credential is None:
+        return error("MissingAuthenticationToken", "Request is missing Authentication Token",
+                     403)
+    try:
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return error("MalformedQueryString", "The request body is not valid UTF-8", 400)
+    params = {**dict(request.query), **form}
+    action = params.get("Action", "")
+    cred = ctx.credential
+    if service == "sts":
+        if action != "GetCallerIdentity":
+            return error("InvalidAction", f"Could not find operation {action} for version "
+                         f"{params.get('Version', '2011-06-15')}", 400)
+        user_id = cred.account_id
+        if cred.user_name:
+            try:
+                user_id = identity.get_user(cred.account_id, cred.user_name).user_id
+            except ie.IAMError:
+                pass
+        result = {"UserId": user_id, "Account": cred.account_id, "Arn": cred.principal_arn}
+        return _respond(render_result(action, result, rid, ns))
+    op = OPERATIONS.get(action)
+    if op is None:
+        return error("InvalidAction", f"Could not find operation {action} for version "
+                     f"{params.get('Version', '2010-05-08')}", 400)
+    call = IAMCall(identity=identity, credential=cred, params=params)
+
+    def run():
+        extra = {"iam:PolicyARN": params["PolicyArn"]} if "PolicyArn" in params else None
+        authorize(identity, cred, action, op.resource(call), request, extra)
+        return op.run(call)
+
+    try:
+        result = await asyncio.get_running_loop().run_in_executor(pool, run)
+    except ie.IAMError as exc:
+        return error(exc.code, exc.message, exc.status, exc.sender)
+    except Exception:  # noqa: BLE001 - never a traceback on the wire
+        log.exception("request %s: IAM internal error", rid)
+        return error("ServiceFailure", "An internal error occurred", 500, sender=False)
+    return _respond(render_result(action, result, rid, ns))

@@ -1,0 +1,228 @@
+"""The IAM operations: parameters in (AWS CamelCase), result dicts out, one function each.
+
+Each operation is ``fn(call) -> dict | None`` and declares the resource it acts on, so the face
+can authorize ``iam:<Action>`` on it before running it. A missing ``UserName`` on user-scoped
+operations means the caller itself, as on AWS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+from urllib.parse import quote
+
+from gateway.auth.types import Credential
+from gateway.iam_api.xml import iso8601
+from gateway.identity import AccessKey, IdentityStore, ManagedPolicy, User
+from kms.iam import errors as ie
+from kms.iam.arn import policy_arn, root_arn, user_arn
+
+__all__ = ["IAMCall", "Operation", "OPERATIONS"]
+
+
+@dataclass(frozen=True, slots=True)
+class IAMCall:
+    identity: IdentityStore
+    credential: Credential
+    params: Mapping[str, str]
+
+    @property
+    def account(self) -> str:
+        return self.credential.account_id
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.params.get(name, default)
+
+    def required(self, name: str) -> str:
+        value = self.params.get(name)
+        if not value:
+            camel = name[0].lower() + name[1:]
+            raise ie.ValidationError(f"1 validation error detected: Value null at '{camel}' "
+                                     "failed to satisfy constraint: Member must not be null")
+        return value
+
+    def user_name(self) -> str | None:
+        """``UserName`` or, when absent, the calling user (None for an account root)."""
+        return self.params.get("UserName") or self.credential.user_name
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    run: Callable[[IAMCall], dict[str, Any] | None]
+    resource: Callable[[IAMCall], str]
+
+
+def _user_xml(u: User) -> dict[str, Any]:
+    return {"Path": u.path, "UserName": u.user_name, "UserId": u.user_id, "Arn": u.arn,
+            "CreateDate": iso8601(u.created)}
+
+
+def _key_xml(k: AccessKey, user: str | None) -> dict[str, Any]:
+    return {"UserName": user, "AccessKeyId": k.access_key_id, "Status": k.status,
+            "CreateDate": iso8601(k.created)}
+
+
+def _policy_xml(p: ManagedPolicy) -> dict[str, Any]:
+    return {"PolicyName": p.policy_name, "PolicyId": p.policy_id, "Arn": p.arn, "Path": p.path,
+            "DefaultVersionId": p.default_version, "AttachmentCount": p.attachment_count,
+            "PermissionsBoundaryUsageCount": 0, "IsAttachable": True,
+            "Description": p.description or None, "CreateDate": iso8601(p.created),
+            "UpdateDate": iso8601(p.updated)}
+
+
+def _target_user_arn(call: IAMCall) -> str:
+    name = call.user_name()
+    if not name:
+        return root_arn(call.account)
+    if "UserName" not in call.params and call.credential.user_name:
+        return call.credential.principal_arn
+    path = call.get("Path") or "/"
+    try:
+        path = call.identity.get_user(call.account, name).path
+    except ie.IAMError:
+        pass
+    return user_arn(call.account, name, path)
+
+
+def _policy_target(call: IAMCall) -> str:
+    return call.get("PolicyArn") or policy_arn(call.account, call.get("PolicyName") or "",
+                                               call.get("Path") or "/")
+
+
+def create_user(call: IAMCall) -> dict[str, Any]:
+    user = call.identity.create_user(call.account, call.required("UserName"),
+                                     call.get("Path") or "/")
+    return {"User": _user_xml(user)}
+
+
+def get_user(call: IAMCall) -> dict[str, Any]:
+    name = call.user_name()
+    if not name:
+        acct = call.account
+        return {"User": {"Path": "/", "UserId": acct, "Arn": root_arn(acct),
+                         "CreateDate": iso8601(0)}}
+    return {"User": _user_xml(call.identity.get_user(call.account, name))}
+
+
+def list_users(call: IAMCall) -> dict[str, Any]:
+    users = call.identity.list_users(call.account, call.get("PathPrefix") or "/")
+    return {"Users": [_user_xml(u) for u in users], "IsTruncated": False}
+
+
+def delete_user(call: IAMCall) -> None:
+    call.identity.delete_user(call.account, call.required("UserName"))
+
+
+def create_access_key(call: IAMCall) -> dict[str, Any]:
+    new = call.identity.create_access_key(call.account, call.user_name())
+    return {"AccessKey": {**_key_xml(new.key, new.key.user_name),
+                          "SecretAccessKey": new.secret_access_key}}
+
+
+def list_access_keys(call: IAMCall) -> dict[str, Any]:
+    name = call.user_name()
+    keys = call.identity.list_access_keys(call.account, name)
+    return {"AccessKeyMetadata": [_key_xml(k, name) for k in keys], "IsTruncated": False}
+
+
+def update_access_key(call: IAMCall) -> None:
+    call.identity.update_access_key(call.account, call.user_name(),
+                                    call.required("AccessKeyId"), call.required("Status"))
+
+
+def delete_access_key(call: IAMCall) -> None:
+    call.identity.delete_access_key(call.account, call.user_name(),
+                                    call.required("AccessKeyId"))
+
+
+def put_user_policy(call: IAMCall) -> None:
+    call.identity.put_user_policy(call.account, call.required("UserName"),
+                                  call.required("PolicyName"), call.required("PolicyDocument"))
+
+
+def get_user_policy(call: IAMCall) -> dict[str, Any]:
+    name, policy = call.required("UserName"), call.required("PolicyName")
+    doc = call.identity.get_user_policy(call.account, name, policy)
+    return {"UserName": name, "PolicyName": policy, "PolicyDocument": quote(doc, safe="")}
+
+
+def list_user_policies(call: IAMCall) -> dict[str, Any]:
+    names = call.identity.list_user_policies(call.account, call.required("UserName"))
+    return {"PolicyNames": names, "IsTruncated": False}
+
+
+def delete_user_policy(call: IAMCall) -> None:
+    call.identity.delete_user_policy(call.account, call.required("UserName"),
+                                     call.required("PolicyName"))
+
+
+def create_policy(call: IAMCall) -> dict[str, Any]:
+    p = call.identity.create_policy(call.account, call.required("PolicyName"),
+                                    call.required("PolicyDocument"), call.get("Path") or "/",
+                                    call.get("Description") or "")
+    return {"Policy": _policy_xml(p)}
+
+
+def get_policy(call: IAMCall) -> dict[str, Any]:
+    return {"Policy": _policy_xml(call.identity.get_policy(call.required("PolicyArn")))}
+
+
+def get_policy_version(call: IAMCall) -> dict[str, Any]:
+    p = call.identity.get_policy(call.required("PolicyArn"))
+    if call.required("VersionId") != p.default_version:
+        raise ie.NoSuchEntity(f"Policy {p.arn} version {call.get('VersionId')} does not exist "
+                              "or is not attachable.")
+    return {"PolicyVersion": {"Document": quote(p.document, safe=""), "VersionId": "v1",
+                              "IsDefaultVersion": True, "CreateDate": iso8601(p.created)}}
+
+
+def list_policies(call: IAMCall) -> dict[str, Any]:
+    policies = call.identity.list_policies(call.account)
+    return {"Policies": [_policy_xml(p) for p in policies], "IsTruncated": False}
+
+
+def delete_policy(call: IAMCall) -> None:
+    call.identity.delete_policy(call.account, call.required("PolicyArn"))
+
+
+def attach_user_policy(call: IAMCall) -> None:
+    call.identity.attach_user_policy(call.account, call.required("UserName"),
+                                     call.required("PolicyArn"))
+
+
+def detach_user_policy(call: IAMCall) -> None:
+    call.identity.detach_user_policy(call.account, call.required("UserName"),
+                                     call.required("PolicyArn"))
+
+
+def list_attached_user_policies(call: IAMCall) -> dict[str, Any]:
+    ps = call.identity.list_attached_user_policies(call.account, call.required("UserName"))
+    return {"AttachedPolicies": [{"PolicyName": p.policy_name, "PolicyArn": p.arn}
+                                 for p in ps], "IsTruncated": False}
+
+
+def _users_resource(call: IAMCall) -> str:
+    return f"arn:aws:iam::{call.account}:user{call.get('PathPrefix') or '/'}"
+
+
+OPERATIONS: dict[str, Operation] = {
+    "CreateUser": Operation(create_user, _target_user_arn),
+    "GetUser": Operation(get_user, _target_user_arn),
+    "ListUsers": Operation(list_users, _users_resource),
+    "DeleteUser": Operation(delete_user, _target_user_arn),
+    "CreateAccessKey": Operation(create_access_key, _target_user_arn),
+    "ListAccessKeys": Operation(list_access_keys, _target_user_arn),
+    "UpdateAccessKey": Operation(update_access_key, _target_user_arn),
+    "DeleteAccessKey": Operation(delete_access_key, _target_user_arn),
+    "PutUserPolicy": Operation(put_user_policy, _target_user_arn),
+    "GetUserPolicy": Operation(get_user_policy, _target_user_arn),
+    "ListUserPolicies": Operation(list_user_policies, _target_user_arn),
+    "DeleteUserPolicy": Operation(delete_user_policy, _target_user_arn),
+    "CreatePolicy": Operation(create_policy, _policy_target),
+    "GetPolicy": Operation(get_policy, _policy_target),
+    "GetPolicyVersion": Operation(get_policy_version, _policy_target),
+    "ListPolicies": Operation(list_policies, lambda call: "*"),
+    "DeletePolicy": Operation(delete_policy, _policy_target),
+    "AttachUserPolicy": Operation(attach_user_policy, _target_user_arn),
+    "DetachUserPolicy": Operation(detach_user_policy, _target_user_arn),
+    "ListAttachedUserPolicies": Operation(list_attached_user_policies, _target_user_arn),
+}
