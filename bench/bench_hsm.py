@@ -29,7 +29,7 @@ from kms.rootkeys import HSMSettings  # noqa: E402
 from kms.service import KMS  # noqa: E402
 from tests.softhsm import start_softhsm  # noqa: E402
 
-CALLER = Caller("arn:aws:iam::111122223333:user/bench", "111122223333")
+CALLER = Caller("arn:aws:iam::111122223333:root", "111122223333")
 CTX = {"aws:s3:arn": "arn:aws:s3:::bench/object"}
 CLUSTER = "cluster-test0000000a"
 

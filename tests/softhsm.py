@@ -50,8 +50,9 @@ def _unavailable(reason: str):
 
 
 def start_softhsm(tmp: Path) -> SoftHSM:
-    module = os.environ.get("COFFER_TEST_PKCS11_MODULE") or next(
-        (m for m in MODULE_CANDIDATES if Path(m).exists()), None)
+    override = os.environ.get("COFFER_TEST_PKCS11_MODULE")
+    module = next((m for m in ((override,) if override else MODULE_CANDIDATES)
+                   if Path(m).exists()), None)
     util = shutil.which("softhsm2-util")
     if module is None or util is None:
         _unavailable("libsofthsm2.so or softhsm2-util not found")

@@ -22,7 +22,7 @@ from kms.rootkeys import HSMSettings
 from kms.service import KMS
 
 ACCT, OTHER = "111122223333", "444455556666"
-ALICE = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT, request_id="req-1")
+ALICE = Caller(f"arn:aws:iam::{ACCT}:root", ACCT, request_id="req-1")  # authz is not the subject
 MALLORY = Caller(f"arn:aws:iam::{OTHER}:user/mallory", OTHER)
 CLUSTER = "cluster-test0000000a"
 # Any PEM certificate will do as a trust anchor (recorded, as AWS records it).
