@@ -16,18 +16,23 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from gateway import auth
+from gateway.audit_trail import AUDIT, AuditTrail
 from gateway.auth.types import Credential
+from gateway.cloudtrail_api.handler import handle_cloudtrail
 from gateway.config import Config
 from gateway.credentials import load_or_create_root
 from gateway.iam_api.handler import handle_iam
 from gateway.identity import IdentityStore
+from gateway.key_usage import deletion_warning
 from gateway.kms_api.handler import handle_kms
 from gateway.middleware import error_middleware, on_prepare
-from gateway.s3 import bucket, copy, encryption, listing, multipart, object_get, object_put
+from gateway.s3 import (bucket, copy, encryption, listing, multipart, object_get, object_put,
+                        policy)
 from gateway.s3.common import S3Call
 from gateway.s3.errors import S3Error
 from gateway.s3.router import parse_request
 from gateway.sse.envelope import Envelope
+from kms.audit import FailOpenSink, TrailSink
 from kms.rootkeys import HSMSettings
 from kms.service import KMS
 from storage.base import ObjectStore
@@ -50,7 +55,7 @@ log = logging.getLogger("coffer.gateway")
 Handler = Callable[[S3Call], Awaitable[web.StreamResponse]]
 S3_HANDLERS: dict[str, Handler] = {
     **bucket.HANDLERS, **listing.HANDLERS, **object_get.HANDLERS, **object_put.HANDLERS,
-    **copy.HANDLERS, **multipart.HANDLERS, **encryption.HANDLERS,
+    **copy.HANDLERS, **multipart.HANDLERS, **encryption.HANDLERS, **policy.HANDLERS,
 }
 _UNSIGNED_PATHS = {"/health"}
 
@@ -84,18 +89,32 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if service == "kms":
         return await handle_kms(request, request.app[KMS_SERVICE], lookup, cfg.region)
     if service in ("iam", "sts"):
-        return await handle_iam(request, request.app[IDENTITY], lookup, cfg.region, service)
+        response = await handle_iam(request, request.app[IDENTITY], lookup, cfg.region, service)
+        await request.app[AUDIT].record_iam(request, response)
+        return response
+    if service == "cloudtrail":
+        return await handle_cloudtrail(request, cfg.data_dir / "audit", lookup, cfg.region,
+                                       request.app[IDENTITY])
     if service != "s3":
         raise S3Error("NotImplemented", f"The {service} service is not available on this "
                       "endpoint yet")
+    # One CloudTrail record per S3 request (data or management event), see gateway/audit_trail.
+    return await request.app[AUDIT].audited_s3(request, lambda note: _s3(request, note))
+
+
+async def _s3(request: web.Request, note: dict) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    lookup = request.app[LOOKUP]
     vhost = _vhost_bucket(request.headers.get("Host"), cfg.domains)
     ctx = auth.authenticate(request.method, request.raw_path, request.headers, lookup,
                             clock=time.time, server_region=cfg.region, vhost_bucket=vhost)
-    if ctx.credential is None:
-        raise S3Error("AccessDenied")
+    # Anonymous requests (ctx.credential None) go on: gateway.s3.authz lets them do only what a
+    # bucket policy grants to Principal "*".
+    note["auth"] = ctx
     op = parse_request(request.method, request.raw_path, vhost)
     if op.operation == "PutObject" and "x-amz-copy-source" in request.headers:
         op.operation = "CopyObject"
+    note["op"] = op
     handler = S3_HANDLERS.get(op.operation)
     if handler is None:
         raise S3Error("NotImplemented")
@@ -142,16 +161,30 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
         yield
         await app[STORE].close()
 
+    audit_dir = cfg.data_dir / "audit"
+    sink = TrailSink(audit_dir, max_bytes=cfg.audit_roll_bytes, max_age=cfg.audit_roll_interval)
+    trail_sink = FailOpenSink(sink) if cfg.audit_fail_open else sink
+    app[AUDIT] = AuditTrail(trail_sink, region=cfg.region, fail_open=cfg.audit_fail_open)
+
     async def kms_ctx(app: web.Application):
-        kms = KMS.open(cfg.data_dir, region=cfg.region, hsm=HSMSettings.from_env(
-            module_path=cfg.pkcs11_module, root_provider=cfg.root_key))
+        kms = KMS.open(cfg.data_dir, region=cfg.region, audit=trail_sink,
+                       hsm=HSMSettings.from_env(module_path=cfg.pkcs11_module,
+                                                root_provider=cfg.root_key))
         app[KMS_SERVICE] = kms
+        kms.deletion_probe = lambda arn: deletion_warning(cfg.data_dir / "s3", arn)
         app[ENVELOPE] = Envelope(kms, region=cfg.region, bucket_key_ttl=cfg.bucket_key_ttl)
         scheduler = asyncio.create_task(_kms_scheduler(kms, cfg.scheduler_interval))
+        digester = asyncio.create_task(app[AUDIT].digest_loop(kms, audit_dir,
+                                                              cfg.audit_digest_interval))
         yield
-        scheduler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scheduler
+        for task in (scheduler, digester):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:   # a digest on clean shutdown (SIGTERM/SIGINT)
+            await asyncio.to_thread(app[AUDIT].digest, kms, audit_dir)
+        except Exception:  # noqa: BLE001 - shutdown goes on; the next start digests
+            log.exception("audit digest on shutdown failed")
         app[ENVELOPE].close()
         kms.close()
 
@@ -163,6 +196,7 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(kms_ctx)
     app.on_response_prepare.append(on_prepare)
+    app.on_response_prepare.append(app[AUDIT].on_prepare)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 

@@ -5,6 +5,8 @@
     coffer demo    walk through SSE-KMS against a running local server (gateway/demo.py)
     coffer account create|list   add an account (prints its root key once) / list accounts
     coffer kms init-hsm | migrate-root --to pkcs11   the HSM root key (gateway/kms_admin.py)
+    coffer kms key-usage KEY                  is this key still used? (gateway/key_usage.py)
+    coffer audit digest|verify|tail|lookup    the audit trail (gateway/audit_cli.py)
 
 Flags of ``serve`` follow DESIGN.md "Data dir and command line"; each has a ``COFFER_<NAME>``
 environment twin.
@@ -24,6 +26,11 @@ from gateway.config import Config, env_default
 from gateway.credentials import load_or_create_root
 
 __all__ = ["main", "build_parser", "config_from_args"]
+
+
+def audit_config(args: argparse.Namespace) -> dict:
+    from gateway.audit_cli import config_kwargs
+    return config_kwargs(args)
 
 
 def _bool_env(name: str) -> bool:
@@ -80,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(account_sub.add_parser("create", help="create an account and a root "
                                          "access key (printed once)"))
     _data_dir_arg(account_sub.add_parser("list", help="list account ids"))
+    from gateway.audit_cli import add_audit_parser, add_serve_arguments as audit_serve_arguments
+    audit_serve_arguments(serve)
+    add_audit_parser(sub, _data_dir_arg)
     return parser
 
 
@@ -100,7 +110,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   root_secret_key=env_default("root_secret_key"),
                   default_encryption=args.default_encryption,
                   sse_c_require_tls=not args.sse_c_allow_http,
-                  pkcs11_module=args.pkcs11_module, root_key=args.root_key)
+                  pkcs11_module=args.pkcs11_module, root_key=args.root_key,
+                  **audit_config(args))
 
 
 def _ssl_context(cfg: Config) -> tuple[ssl.SSLContext, Path | None]:
@@ -198,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         return kms_admin(args)
     if args.command == "account":
         return account(args)
+    if args.command == "audit":
+        from gateway.audit_cli import run as audit
+        return audit(args)
     if args.command == "demo":
         from gateway.demo import run as demo
         return demo(args)

@@ -47,3 +47,9 @@ class Config:
     pkcs11_module: str | None = None
     # Root key provider for a new data dir: "file" or "pkcs11" (None: as the data dir records).
     root_key: str | None = None
+    # Audit trail (gateway/audit_trail.py): serve even when a record cannot be written
+    # (default: fail closed), roll files at this size / age, write a signed digest this often.
+    audit_fail_open: bool = False
+    audit_roll_bytes: int = 16 * 1024 * 1024
+    audit_roll_interval: float = 3600.0
+    audit_digest_interval: float = 3600.0

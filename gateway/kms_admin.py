@@ -44,6 +44,8 @@ def add_kms_parser(sub, data_dir_arg) -> None:
     _module_arg(migrate)
     data_dir_arg(migrate)
     migrate.add_argument("--region", default=env_default("region", "us-east-1"))
+    from gateway.audit_cli import add_key_usage_parser
+    add_key_usage_parser(kms_sub, data_dir_arg)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from kms.crypto.rootkey import RootKeyError
     from kms.rootkeys import HSMSettings, init_hsm, migrate_root_to_pkcs11
 
+    if args.kms_command == "key-usage":
+        from gateway.audit_cli import run_key_usage
+        return run_key_usage(args)
     try:
         hsm = HSMSettings.from_env(module_path=getattr(args, "pkcs11_module", None))
         if args.kms_command == "init-hsm":

@@ -15,7 +15,8 @@ __all__ = [
     "LimitExceededException", "InvalidAliasNameException", "InvalidArnException",
     "InvalidMarkerException", "TagException", "MalformedPolicyDocumentException",
     "UnsupportedOperationException", "ConflictException", "KeyUnavailableException",
-    "InvalidGrantTokenException", "KMSInternalException", "DependencyTimeoutException",
+    "InvalidGrantTokenException", "InvalidGrantIdException", "KMSInternalException",
+    "DependencyTimeoutException",
     "KMSInvalidSignatureException", "KMSInvalidMacException", "CustomKeyStoreNotFoundException",
     "CustomKeyStoreInvalidStateException", "CustomKeyStoreHasCMKsException",
     "CustomKeyStoreNameInUseException", "CloudHsmClusterNotFoundException",
@@ -115,6 +116,10 @@ class ConflictException(_ClientError):
 
 class InvalidGrantTokenException(_ClientError):
     type = "InvalidGrantTokenException"
+
+
+class InvalidGrantIdException(_ClientError):
+    type = "InvalidGrantIdException"
 
 
 class KMSInvalidSignatureException(_ClientError):

@@ -246,6 +246,13 @@ class Caller:
     user_agent: str = ""
     request_id: str = ""
     access_key_id: str = ""
+    # Authorization input (kms.authz): the principal's IAM identity policies (kms.iam.Policy;
+    # empty for account roots), aws:username / aws:userid, and the signed region
+    # (aws:RequestedRegion).
+    identity_policies: tuple = ()
+    user_name: str | None = None
+    user_id: str | None = None
+    requested_region: str | None = None
 
 
 class ConnectionState(StrEnum):

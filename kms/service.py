@@ -21,8 +21,9 @@ from kms import ciphertext as ct
 from kms import context as ec
 from kms import params as P
 from kms.asymmetric import AsymmetricOps
-from kms.audit import AuditEvent, AuditSink, JSONLinesSink
-from kms.authz import authorize, aws_managed_key_policy
+from kms.audit import AuditEvent, AuditSink, TrailSink
+from kms.authz import aws_managed_key_policy
+from kms.grants import GrantOps, validate_grant_tokens
 from kms.backends import KeyBackend, MaterialRef
 from kms.backends.software import SoftwareBackend
 from kms.crypto.aead import CryptoError
@@ -76,7 +77,8 @@ def _camel(d: Mapping[str, Any]) -> dict[str, Any]:
 class _Call:
     """Audits one operation: ``with kms._call(...) as call:`` records success or the error."""
 
-    __slots__ = ("kms", "caller", "name", "params", "read_only", "keys", "response")
+    __slots__ = ("kms", "caller", "name", "params", "read_only", "keys", "response",
+                 "decision", "authz_extra")
 
     def __init__(self, kms: KMS, caller: Caller, name: str, params: dict[str, Any],
                  read_only: bool) -> None:
@@ -84,6 +86,8 @@ class _Call:
         self.params, self.read_only = params, read_only
         self.keys: list[Key] = []
         self.response: dict[str, Any] | None = None
+        self.decision: dict[str, Any] | None = None      # kms.grants._authorize
+        self.authz_extra: dict[str, Any] | None = None   # operation-specific condition keys
 
     def __enter__(self) -> _Call:
         if not isinstance(self.caller, Caller):
@@ -111,13 +115,18 @@ class _Call:
             invoked_by=self.caller.via_service, request_parameters=params or None,
             response_elements=None if exc is not None else self.response,
             error_code=code, error_message=message,
-            resources=tuple((acct, arn) for arn, acct in seen.items()))
+            resources=tuple((acct, arn) for arn, acct in seen.items()),
+            authorization_decision=self.decision)
         self.kms._emit(event)
         return False
 
 
-class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
+class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
     """The embedded KMS. Build with ``KMS.open(data_dir)``; ``close()`` when done."""
+
+    # Set by the gateway: key ARN -> a warning when the key still protects data (objects whose
+    # data keys it wraps). ScheduleKeyDeletion succeeds regardless, as AWS, but says so.
+    deletion_probe: Callable[[str], str | None] | None = None
 
     def __init__(self, *, store: KeyStore, backend: KeyBackend, audit: AuditSink,
                  region: str = "us-east-1", clock: Callable[[], float] = time.time,
@@ -137,11 +146,11 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
              clock: Callable[[], float] = time.time,
              rand: Callable[[int], bytes] = os.urandom,
              audit: AuditSink | None = None, hsm: HSMSettings | None = None) -> KMS:
-        """Open (creating on first use) ``<data_dir>/kms/{root.key,kms.db}`` and the audit log
-        ``<data_dir>/audit/kms-events.jsonl``. The root key provider is the one the data dir
-        records (``kms.rootkeys``; ``hsm.root_provider`` picks it for a new data dir).
-        ``hsm.module_path`` also serves custom key stores. Raises ``RootKeyError`` if the root
-        key file is accessible by group or others, or the provider does not match, and
+        """Open (creating on first use) ``<data_dir>/kms/{root.key,kms.db}`` and the audit
+        trail ``<data_dir>/audit/trail/*.jsonl`` (``kms.audit.TrailSink``). The root key
+        provider is the one the data dir records (``kms.rootkeys``; ``hsm.root_provider`` picks
+        it for a new data dir). ``hsm.module_path`` also serves custom key stores. Raises
+        ``RootKeyError`` if the root key file is accessible by group or others, or the provider does not match, and
         ``HSMError`` if the token cannot be used."""
         data_dir = Path(data_dir)
         store = SQLiteKeyStore(data_dir / "kms" / "kms.db", region=region)
@@ -153,7 +162,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
         backend = SoftwareBackend(root, rand=rand)
         if audit is None:
             try:
-                audit = JSONLinesSink(data_dir / "audit" / "kms-events.jsonl")
+                audit = TrailSink(data_dir / "audit")
             except BaseException:
                 store.close()
                 getattr(root, "close", lambda: None)()
@@ -179,6 +188,15 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
         self.close()
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _deletion_warning(self, key_arn: str) -> str | None:
+        if self.deletion_probe is None:
+            return None
+        try:
+            return self.deletion_probe(key_arn)
+        except Exception:  # noqa: BLE001 - a failed probe never blocks the deletion
+            log.exception("deletion probe failed for %s", key_arn)
+            return None
 
     def _uuid(self) -> str:
         return str(uuid.UUID(bytes=self._rand(16), version=4))
@@ -213,7 +231,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
                     f"Key '{key_arn(self.region, account, ref.name)}' does not exist")
         key = self._hsm_view(key)
         call.keys.append(key)
-        authorize(call.caller, action, key)
+        self._authorize(call, action, key)
         return key
 
     @staticmethod
@@ -270,10 +288,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
 
     @staticmethod
     def _grant_tokens(tokens: Sequence[str] | None) -> None:
-        # No grants yet (a later issue); AWS's shape limits are still enforced.
-        if tokens is not None and (len(tokens) > 10 or any(
-                not isinstance(t, str) or not 1 <= len(t) <= 8192 for t in tokens)):
-            raise ValidationException("GrantTokens: at most 10 tokens of 1..8192 characters")
+        # Grants take effect at once (kms.grants); a token only has to be one we issued.
+        validate_grant_tokens(tokens)
 
     def _seal(self, key: Key, plaintext: bytes, context: dict[str, str]) -> bytes:
         if key.metadata.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
@@ -315,7 +331,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
                 "operation.")
         if named is None:
             call.keys.append(key)
-            authorize(call.caller, action, key)
+            self._authorize(call, action, key)
         return key
 
     # -- key lifecycle -----------------------------------------------------------------------
@@ -332,6 +348,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
                   "multiRegion": bool(multi_region),
                   "customKeyStoreId": P.s(custom_key_store_id)}
         with self._call(caller, "CreateKey", params, read_only=False) as call:
+            self._authorize_account(call, "CreateKey")
             usage = P.enum(KeyUsage, key_usage, "keyUsage")
             spec = P.enum(KeySpec, key_spec, "keySpec")
             orig = P.enum(Origin, origin, "origin")
@@ -437,7 +454,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
     def list_keys(self, caller: Caller, *, limit: int | None = None,
                   marker: str | None = None) -> dict[str, Any]:
         with self._call(caller, "ListKeys", {"limit": limit, "marker": marker},
-                        read_only=True):
+                        read_only=True) as call:
+            self._authorize_account(call, "ListKeys")
             n = P.limit(limit)
             keys = self._store.list_keys(caller.account_id, n + 1, P.marker(marker))
             out: dict[str, Any] = {"Keys": [{"KeyId": k.key_id, "KeyArn": k.arn}
@@ -504,8 +522,12 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
             call.response = {"keyId": key.arn, "deletionDate": P.iso(when),
                              "keyState": KeyState.PENDING_DELETION.value,
                              "pendingWindowInDays": days}
-            return {"KeyId": key.arn, "DeletionDate": when,
-                    "KeyState": KeyState.PENDING_DELETION.value, "PendingWindowInDays": days}
+            out = {"KeyId": key.arn, "DeletionDate": when,
+                   "KeyState": KeyState.PENDING_DELETION.value, "PendingWindowInDays": days}
+            warning = self._deletion_warning(key.arn)
+            if warning:     # the key still protects data (audit trail issue): say so
+                call.response["warning"] = out["Warning"] = warning
+            return out
 
     def cancel_key_deletion(self, caller: Caller, key_id: str) -> dict[str, Any]:
         with self._call(caller, "CancelKeyDeletion", {"keyId": P.s(key_id)},
@@ -624,7 +646,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
             old = self._store.get_key(current.target_key_id)
             if old is not None:
                 call.keys.append(old)
-                authorize(caller, "UpdateAlias", old)
+                self._authorize(call, "UpdateAlias", old)
             key = self._alias_target(call, target_key_id, "UpdateAlias")
             # Footnote 10: the current target may be pending deletion, the new one may not.
             self._store.update_alias(caller.account_id, alias_name, key.key_id, self._clock(),
@@ -649,7 +671,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
             key = self._store.get_key(current.target_key_id)
             if key is not None:
                 call.keys.append(key)
-                authorize(caller, "DeleteAlias", key)
+                self._authorize(call, "DeleteAlias", key)
             self._store.delete_alias(caller.account_id, alias_name)
             return {}
 
@@ -659,6 +681,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps):
                         {"keyId": P.s(key_id), "limit": limit, "marker": marker},
                         read_only=True) as call:
             n = P.limit(limit)
+            if key_id is None:
+                self._authorize_account(call, "ListAliases")
             target = self._resolve(call, key_id, "ListAliases") if key_id is not None else None
             aliases = self._store.list_aliases(caller.account_id,
                                                target.key_id if target else None, n + 1,

@@ -80,7 +80,11 @@ async def handle_iam(request: web.Request, identity: IdentityStore, lookup, regi
     ns = STS_NS if service == "sts" else IAM_NS
     rid = request.get(_REQUEST_ID, "")
 
+    note: dict = {}
+    request["coffer_audit"] = note     # read by gateway.audit_trail for the CloudTrail record
+
     def error(code: str, message: str, status: int, sender: bool = True) -> web.Response:
+        note["error"] = (code, message)
         return _respond(render_error(code, message, rid, sender=sender, namespace=ns), status)
 
     body = await request.content.read(MAX_BODY + 1)
@@ -104,6 +108,7 @@ async def handle_iam(request: web.Request, identity: IdentityStore, lookup, regi
     params = {**dict(request.query), **form}
     action = params.get("Action", "")
     cred = ctx.credential
+    note.update(action=action, params=params, credential=cred, service=service)
     if service == "sts":
         if action != "GetCallerIdentity":
             return error("InvalidAction", f"Could not find operation {action} for version "

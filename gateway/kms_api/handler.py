@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from gateway import auth
+from gateway import auth, principal_info
 from gateway.s3.errors import S3Error
 from kms import errors as ke
 from kms.model import Caller
@@ -156,7 +156,8 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
                     source_ip=request.remote or "", secure_transport=request.secure,
                     user_agent=request.headers.get("User-Agent", "")[:256],
                     request_id=request.get("coffer_request_id", ""),
-                    access_key_id=cred.access_key_id)
+                    access_key_id=cred.access_key_id,
+                    **principal_info.caller_fields(request, cred, ctx.region))
     fn = getattr(kms, method)
     dry_run = params.get("DryRun") is True
     if dry_run and op not in _DRY_RUN_SAFE:

@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from gateway.auth.payload import read_body
+from gateway.s3 import authz
 from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.router import validate_bucket_name
@@ -26,6 +27,7 @@ def _owner(call: S3Call) -> dict[str, str]:
 
 
 async def list_buckets(call: S3Call) -> web.StreamResponse:
+    authz.authorize_account(call, "s3:ListAllMyBuckets", "arn:aws:s3:::*")
     buckets = await call.store.list_buckets()
     owned = [b for b in buckets if b.owner == call.account]
     body = render("ListAllMyBucketsResult", {
@@ -38,6 +40,7 @@ async def list_buckets(call: S3Call) -> web.StreamResponse:
 
 async def create_bucket(call: S3Call) -> web.StreamResponse:
     validate_bucket_name(call.bucket)
+    authz.authorize_account(call, "s3:CreateBucket", authz.bucket_arn(call.bucket))
     acl = call.request.headers.get("x-amz-acl")
     if acl is not None and acl not in _CANNED_ACLS:
         raise S3Error("InvalidArgument", "Invalid canned ACL", ArgumentName="x-amz-acl")
@@ -85,13 +88,15 @@ async def get_bucket_location(call: S3Call) -> web.StreamResponse:
 
 async def get_acl(call: S3Call) -> web.StreamResponse:
     """The owner has FULL_CONTROL; Coffer has no ACLs beyond that (policies come later)."""
-    await require_bucket(call)
+    info = await require_bucket(call)
     if call.op.key is not None:
         try:
             await call.store.head_object(call.bucket, call.key)
+        except se.NoSuchKey as exc:
+            raise await authz.missing_key_error(call, info, call.key) from exc
         except se.StorageError as exc:
             raise storage_error(exc, call.bucket, call.key) from exc
-    owner = _owner(call)
+    owner = {"ID": info.owner, "DisplayName": info.owner}
     body = render("AccessControlPolicy", {
         "Owner": owner,
         "AccessControlList": {"Grant": [{

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import principal_info
 from gateway.auth.payload import strip_aws_chunked
 from gateway.auth.types import AuthContext
 from gateway.config import Config
@@ -30,7 +31,7 @@ from storage import errors as se
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
 
 __all__ = ["S3Call", "storage_error", "meta_from_headers", "object_headers", "quote_etag",
-           "parse_etag", "xml_response", "require_bucket", "USER_META_LIMIT"]
+           "parse_etag", "xml_response", "require_bucket", "kms_caller", "USER_META_LIMIT"]
 
 USER_META_LIMIT = 2048          # bytes of x-amz-meta-* names + values (S3 user-defined metadata)
 _CONTENT_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding",
@@ -60,7 +61,8 @@ class S3Call:
                       via_service=f"s3.{self.config.region}.amazonaws.com",
                       user_agent=self.request.headers.get("User-Agent", "")[:256],
                       request_id=self.request.get("coffer_request_id", ""),
-                      access_key_id=cred.access_key_id)
+                      access_key_id=cred.access_key_id,
+                      **principal_info.caller_fields(self.request, cred, self.auth.region))
 
     @property
     def bucket(self) -> str:
@@ -151,15 +153,29 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
     return out
 
 
-async def require_bucket(call: S3Call) -> BucketInfo:
-    """The bucket of the call, which must exist and belong to the caller's account."""
+async def require_bucket(call: S3Call, *, authorize: bool = True) -> BucketInfo:
+    """The bucket of the call, which must exist (NoSuchBucket) and whose operation the caller
+    must be allowed (``gateway.s3.authz``: identity policies + bucket policy; AccessDenied)."""
     try:
         info = await call.store.head_bucket(call.bucket)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket) from exc
-    if info.owner != call.account:
-        raise S3Error("AccessDenied")
+    if authorize:
+        from gateway.s3 import authz    # late: authz names S3Call
+        await authz.authorize_operation(call, info)
     return info
+
+
+def kms_caller(call: S3Call) -> Caller:
+    """``call.caller()``, or for an anonymous request a Caller naming no principal (the KMS
+    lets it use nothing of its own; SSE-S3 goes through the S3 service's caller)."""
+    if call.auth.credential is not None:
+        return call.caller()
+    return Caller(principal_arn="", account_id="", source_ip=call.request.remote or "",
+                  secure_transport=call.request.secure,
+                  via_service=f"s3.{call.config.region}.amazonaws.com",
+                  user_agent=call.request.headers.get("User-Agent", "")[:256],
+                  request_id=call.request.get("coffer_request_id", ""))
 
 
 def xml_response(body: bytes, status: int = 200,

@@ -14,7 +14,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from gateway.s3.common import (S3Call, meta_from_headers, quote_etag, require_bucket,
+from gateway.s3 import authz
+from gateway.s3.common import (S3Call, kms_caller, meta_from_headers, quote_etag, require_bucket,
                                storage_error, xml_response)
 from gateway.s3.errors import S3Error
 from gateway.s3.object_get import check_preconditions
@@ -63,10 +64,11 @@ async def open_copy_source(call: S3Call) -> tuple[ObjectReader, tuple[str, str]]
         src_bucket = await call.store.head_bucket(bucket)
     except se.StorageError as exc:
         raise storage_error(exc, bucket) from exc
-    if src_bucket.owner != call.account:
-        raise S3Error("AccessDenied")
+    await authz.authorize(call, "s3:GetObject", src_bucket, key)
     try:
         reader = await call.store.open_object(bucket, key)
+    except se.NoSuchKey as exc:
+        raise await authz.missing_key_error(call, src_bucket, key) from exc
     except se.StorageError as exc:
         raise storage_error(exc, bucket, key) from exc
     try:
@@ -100,8 +102,8 @@ async def source_plaintext(call: S3Call, reader: ObjectReader, source: tuple[str
             raise S3Error("InvalidRequest", "The encryption parameters are not applicable to "
                           "this object.")
         return reader.read(start, end, _CHUNK)
-    data_key = await call.envelope.open_data_key(call.caller(), record, source[0], source[1],
-                                                 customer)
+    data_key = await call.envelope.open_data_key(kms_caller(call), record, source[0],
+                                                 source[1], customer)
     return decrypt_stream(reader, reader.info, data_key, source[0], source[1], start, end,
                           _CHUNK)
 

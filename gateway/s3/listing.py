@@ -69,15 +69,17 @@ def _decode_token(token: str) -> str:
                       ArgumentName="continuation-token") from exc
 
 
-async def _list(call: S3Call, start_after: str, max_keys: int) -> ListResult:
-    await require_bucket(call)
+async def _list(call: S3Call, start_after: str, max_keys: int) -> tuple[ListResult, dict]:
+    """The page, and the owner to report (the bucket owner: objects belong to it)."""
+    info = await require_bucket(call)
     q = call.op.query
     try:
-        return await call.store.list_objects(call.bucket, prefix=q.get("prefix", ""),
-                                             delimiter=q.get("delimiter", ""),
-                                             start_after=start_after, max_keys=max_keys)
+        result = await call.store.list_objects(call.bucket, prefix=q.get("prefix", ""),
+                                               delimiter=q.get("delimiter", ""),
+                                               start_after=start_after, max_keys=max_keys)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket) from exc
+    return result, {"ID": info.owner, "DisplayName": info.owner}
 
 
 def _contents(result: ListResult, enc, owner: dict | None) -> list[dict]:
@@ -103,9 +105,8 @@ async def list_objects_v2(call: S3Call) -> web.StreamResponse:
     marker = _decode_token(token) if token is not None else start_after
     if token is not None and start_after > marker:
         marker = start_after
-    result = await _list(call, marker, max_keys)
-    owner = {"ID": call.account, "DisplayName": call.account} \
-        if q.get("fetch-owner") == "true" else None
+    result, owner = await _list(call, marker, max_keys)
+    owner = owner if q.get("fetch-owner") == "true" else None
     body = {
         "Name": call.bucket,
         "Prefix": enc(q.get("prefix", "")),
@@ -129,8 +130,7 @@ async def list_objects(call: S3Call) -> web.StreamResponse:
     enc_name, enc = _encoder(q)
     max_keys = max_keys_arg(q)
     marker = q.get("marker", "")
-    result = await _list(call, marker, max_keys)
-    owner = {"ID": call.account, "DisplayName": call.account}
+    result, owner = await _list(call, marker, max_keys)
     body = {
         "Name": call.bucket,
         "Prefix": enc(q.get("prefix", "")),

@@ -14,7 +14,9 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from gateway.s3.common import S3Call, object_headers, parse_etag, require_bucket, storage_error
+from gateway.s3 import authz
+from gateway.s3.common import (S3Call, kms_caller, object_headers, parse_etag, require_bucket,
+                               storage_error)
 from gateway.sse.envelope import decrypt_stream
 from gateway.sse.envelope import response_headers as sse_response_headers
 from gateway.sse.headers import SSE_C, parse_customer_key, refuse_sse_on_read
@@ -143,11 +145,14 @@ def _response_headers(call: S3Call, info: ObjectInfo) -> dict[str, str]:
 
 
 async def get_object(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
+    bucket_info = await require_bucket(call)
     refuse_sse_on_read(call.request.headers)
     head = call.request.method == "HEAD"
     try:
         reader = await call.store.open_object(call.bucket, call.key)
+    except se.NoSuchKey as exc:
+        # S3 reveals a missing key only to callers allowed s3:ListBucket.
+        raise await authz.missing_key_error(call, bucket_info, call.key) from exc
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     try:
@@ -178,8 +183,8 @@ async def get_object(call: S3Call) -> web.StreamResponse:
                           "this object.")
         if head:
             if record is not None and record["mode"] == SSE_C:
-                await call.envelope.open_data_key(call.caller(), record, call.bucket, call.key,
-                                                  customer)
+                await call.envelope.open_data_key(kms_caller(call), record, call.bucket,
+                                                  call.key, customer)
             resp = web.StreamResponse(status=status, headers=headers)
             await resp.prepare(call.request)
             return resp
@@ -219,8 +224,8 @@ async def plaintext(call: S3Call, reader, record, customer, start: int,
     """The object's bytes [start, end), decrypted when it is stored encrypted."""
     if record is None:
         return reader.read(start, end, _STREAM_CHUNK)
-    data_key = await call.envelope.open_data_key(call.caller(), record, call.bucket, call.key,
-                                                 customer)
+    data_key = await call.envelope.open_data_key(kms_caller(call), record, call.bucket,
+                                                 call.key, customer)
     return decrypt_stream(reader, reader.info, data_key, call.bucket, call.key, start, end,
                           _STREAM_CHUNK)
 

@@ -15,7 +15,8 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 
 from gateway.auth.payload import PayloadReader, read_body
-from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
+from gateway.s3 import authz
+from gateway.s3.common import (S3Call, kms_caller, meta_from_headers, parse_etag, quote_etag,
                                require_bucket, storage_error, xml_response)
 from gateway.s3.errors import S3Error
 from gateway.s3.encryption import resolve_write_settings
@@ -92,10 +93,10 @@ async def sealed_stream(call: S3Call, settings: WriteSettings | None,
     multipart upload's record say. The data key lives only as long as this request."""
     if upload_record is not None:
         customer = parse_customer_key(call.request.headers)
-        data_key = await call.envelope.open_data_key(call.caller(), upload_record, call.bucket,
-                                                     call.key, customer)
+        data_key = await call.envelope.open_data_key(kms_caller(call), upload_record,
+                                                     call.bucket, call.key, customer)
     elif settings is not None:
-        data_key = await call.envelope.new_data_key(call.caller(), settings, call.bucket,
+        data_key = await call.envelope.new_data_key(kms_caller(call), settings, call.bucket,
                                                     call.key)
     else:
         return chunks, None
@@ -153,7 +154,7 @@ async def delete_object(call: S3Call) -> web.StreamResponse:
 
 
 async def delete_objects(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
+    bucket_info = await require_bucket(call)      # s3:DeleteObject is checked per key
     headers = call.request.headers
     # S3 requires an integrity header here; botocore >= 1.36 sends a CRC32 instead of MD5.
     if "Content-MD5" not in headers and not any(
@@ -176,6 +177,9 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
             raise S3Error("MalformedXML")
         if len(key.encode()) > 1024:
             errors.append({"Key": key, "Code": "KeyTooLongError", "Message": "Your key is too long"})
+            continue
+        if not await authz.allowed(call, "s3:DeleteObject", bucket_info, key):
+            errors.append({"Key": key, "Code": "AccessDenied", "Message": "Access Denied"})
             continue
         try:
             await call.store.delete_object(call.bucket, key)

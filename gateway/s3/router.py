@@ -22,9 +22,8 @@ _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 # Sub-resources we answer; anything else on a bucket or object is NotImplemented.
 _BUCKET_SUBRESOURCES_NOT_IMPLEMENTED = {
     "accelerate", "analytics", "cors", "intelligent-tiering", "inventory", "lifecycle",
-    "logging", "metrics", "notification", "ownershipControls", "policy", "policyStatus",
-    "publicAccessBlock", "replication", "requestPayment", "tagging", "website", "object-lock",
-    "versions",
+    "logging", "metrics", "notification", "ownershipControls", "publicAccessBlock",
+    "replication", "requestPayment", "tagging", "website", "object-lock", "versions",
 }
 _OBJECT_SUBRESOURCES_NOT_IMPLEMENTED = {
     "tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes",
@@ -87,6 +86,11 @@ def _bucket_operation(method: str, q: dict[str, str]) -> str:
     if "encryption" in q and method in ("GET", "PUT", "DELETE"):
         return {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption",
                 "DELETE": "DeleteBucketEncryption"}[method]
+    if "policy" in q and method in ("GET", "PUT", "DELETE"):
+        return {"GET": "GetBucketPolicy", "PUT": "PutBucketPolicy",
+                "DELETE": "DeleteBucketPolicy"}[method]
+    if "policyStatus" in q and method == "GET":
+        return "GetBucketPolicyStatus"
     if method == "GET":
         if "location" in q:
             return "GetBucketLocation"

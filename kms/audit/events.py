@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AuditEvent", "EVENT_VERSION", "identity_type"]
+__all__ = ["AuditEvent", "EVENT_VERSION", "identity_type", "service_principal"]
 
 EVENT_VERSION = "1.08"
 EVENT_SOURCE = "kms.amazonaws.com"
@@ -30,6 +30,15 @@ def identity_type(principal_arn: str) -> str:
     if resource.startswith("role/"):
         return "Role"
     return "Unknown"
+
+
+def service_principal(via_service: str) -> str:
+    """CloudTrail's invokedBy: the service principal without its region
+    (kms:ViaService ``s3.us-east-1.amazonaws.com`` -> ``s3.amazonaws.com``)."""
+    parts = via_service.split(".")
+    if len(parts) == 4 and parts[2:] == ["amazonaws", "com"]:
+        return f"{parts[0]}.amazonaws.com"
+    return via_service
 
 
 def _iso(t: float) -> str:
@@ -68,6 +77,9 @@ class AuditEvent:
     resources: tuple[tuple[str, str], ...] = ()    # (account id, key ARN)
     event_type: str = "AwsApiCall"
     service_event_details: dict[str, Any] | None = field(default=None)
+    # Beyond CloudTrail: which policy statement or grant allowed or denied the call
+    # ({"allowed", "reason", "policy", "statementSid"} or {"allowed", "reason", "grantId"}).
+    authorization_decision: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         _no_bytes(self.request_parameters, "requestParameters")
@@ -86,7 +98,7 @@ class AuditEvent:
             if kind == "IAMUser":
                 identity["userName"] = resource.split("/")[-1]
             if self.invoked_by:
-                identity["invokedBy"] = self.invoked_by
+                identity["invokedBy"] = service_principal(self.invoked_by)
         rec: dict[str, Any] = {
             "eventVersion": EVENT_VERSION,
             "userIdentity": identity,
@@ -115,4 +127,6 @@ class AuditEvent:
         })
         if self.service_event_details is not None:
             rec["serviceEventDetails"] = self.service_event_details
+        if self.authorization_decision is not None:
+            rec["authorizationDecision"] = self.authorization_decision
         return rec

@@ -1,6 +1,6 @@
 """SQLite key store (``<data_dir>/kms/kms.db``): WAL, foreign keys, one transaction per change.
 
-Schema version 3 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
+Schema version 4 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
 migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
 
     keys(key_id PK, arn UNIQUE, account_id, creation_date, description, key_usage, key_spec,
@@ -21,6 +21,9 @@ migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
                       UNIQUE (account_id, name)                          -- v3
     settings(name PK, value)     -- v3: "root_provider" = file | pkcs11, "root_token_label",
                                  --     "root_key_label" (which root key wraps; no secrets)
+    grants(grant_id PK, key_id -> keys ON DELETE CASCADE, issuing_account, name,
+           creation_date, grantee_principal, retiring_principal, operations JSON,
+           constraints JSON)                                             -- v4 (kms.grants)
 
 ``material`` is the backend's record (wrapped material), never raw key bytes; so is
 ``private_key`` (the import wrapping key, sealed by the root key) and ``password`` (a custom
@@ -48,7 +51,7 @@ from kms.store.base import KeyChanges, KeyCheck
 
 __all__ = ["SQLiteKeyStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE keys (
@@ -130,6 +133,23 @@ CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+""",
+    4: """
+CREATE TABLE IF NOT EXISTS grants (
+    grant_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    issuing_account TEXT NOT NULL,
+    name TEXT,
+    creation_date REAL NOT NULL,
+    grantee_principal TEXT NOT NULL,
+    retiring_principal TEXT,
+    operations TEXT NOT NULL,
+    constraints TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS grants_by_key ON grants(key_id, creation_date);
+CREATE INDEX IF NOT EXISTS grants_by_grantee ON grants(grantee_principal);
+CREATE INDEX IF NOT EXISTS grants_by_retiring ON grants(retiring_principal)
+    WHERE retiring_principal IS NOT NULL;
 """,
 }
 
@@ -590,6 +610,44 @@ class SQLiteKeyStore:
                            (custom_key_store_id,)).fetchone()[0]
 
     # -- root key migration ---------------------------------------------------------------------
+
+    # -- grants (kms.grants) -------------------------------------------------------------
+
+    _GRANT_COLS = ("grant_id, key_id, issuing_account, name, creation_date, grantee_principal, "
+                   "retiring_principal, operations, constraints")
+
+    def create_grant(self, row: tuple, check: KeyCheck, max_per_key: int) -> None:
+        """Insert a grant row (``_GRANT_COLS`` order) after ``check(key)`` passes."""
+        with self._txn() as con:
+            check(self._must_key(con, row[1]))
+            (n,) = con.execute("SELECT COUNT(*) FROM grants WHERE key_id=?",
+                               (row[1],)).fetchone()
+            if n >= max_per_key:
+                raise LimitExceededException(
+                    f"The key has reached its limit of {max_per_key} grants.")
+            con.execute(f"INSERT INTO grants ({self._GRANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                        row)
+
+    def get_grant(self, grant_id: str) -> tuple | None:
+        return self._con().execute(f"SELECT {self._GRANT_COLS} FROM grants WHERE grant_id=?",
+                                   (grant_id,)).fetchone()
+
+    def list_grants(self, *, key_id: str | None = None, grantee: str | None = None,
+                    retiring: str | None = None) -> list[tuple]:
+        where, args = [], []
+        for col, val in (("key_id", key_id), ("grantee_principal", grantee),
+                         ("retiring_principal", retiring)):
+            if val is not None:
+                where.append(f"{col}=?")
+                args.append(val)
+        sql = f"SELECT {self._GRANT_COLS} FROM grants"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return self._con().execute(sql + " ORDER BY creation_date, grant_id", args).fetchall()
+
+    def delete_grant(self, grant_id: str) -> bool:
+        with self._txn() as con:
+            return con.execute("DELETE FROM grants WHERE grant_id=?", (grant_id,)).rowcount > 0
 
     def rewrap_all(self, versions: Callable[[Key, KeyVersion], bytes | None],
                    import_keys: Callable[[str, str, bytes], bytes],

@@ -21,10 +21,12 @@ from kms.errors import (CustomKeyStoreNotFoundException, DisabledException,
                         KMSInvalidStateException, UnsupportedOperationException,
                         ValidationException)
 from kms.model import Caller
+from tests.kms_policies import KMS_ADMIN
 from kms.service import KMS
 
 ACCT = "111122223333"
-ALICE = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT, request_id="req-1")
+ALICE = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT, request_id="req-1",
+               identity_policies=KMS_ADMIN)
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "kms_asym.json").read_text())
 HASH = {"SHA_256": hashes.SHA256, "SHA_384": hashes.SHA384, "SHA_512": hashes.SHA512}
 RSA_SIGNING = [f"{f}_SHA_{n}" for f in ("RSASSA_PSS", "RSASSA_PKCS1_V1_5") for n in (256, 384, 512)]

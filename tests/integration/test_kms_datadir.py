@@ -10,16 +10,18 @@ import stat
 
 import pytest
 
+from kms.audit import trail_files
 from kms.backends.software import material_aad
 from kms.crypto.rootkey import FileRootKey, RootKeyError
 from kms.errors import KMSInternalException, NotFoundException
 from kms.model import Caller
+from tests.kms_policies import KMS_ADMIN
 from kms.service import KMS
 
 ACCT = "111122223333"
 ALICE = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT, source_ip="192.0.2.1",
                user_agent="aws-cli/2", request_id="req-42", access_key_id="AKIAEXAMPLE",
-               via_service="s3.us-east-1.amazonaws.com")
+               via_service="s3.us-east-1.amazonaws.com", identity_policies=KMS_ADMIN)
 CTX = {"aws:s3:arn": "arn:aws:s3:::bucket/object"}
 
 
@@ -68,7 +70,7 @@ def test_root_key_file_mode_and_format(tmp_path):
     data = path.read_bytes()
     assert len(data) == 49 and data[0] == 0x01
     assert stat.S_IMODE(os.stat(tmp_path / "kms").st_mode) & 0o077 == 0
-    assert stat.S_IMODE(os.stat(tmp_path / "audit" / "kms-events.jsonl").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "audit" / "trail").st_mode) == 0o700
     # Reopening keeps the same root key (existing material still unwraps).
     with KMS.open(tmp_path) as kms:
         kid = kms.create_key(ALICE)["KeyMetadata"]["KeyId"]
@@ -124,7 +126,9 @@ def test_audit_record_per_call(tmp_path):
         kms.decrypt(ALICE, dk["CiphertextBlob"], encryption_context=CTX)
         with pytest.raises(NotFoundException):
             kms.describe_key(ALICE, "alias/nope")
-    raw = (tmp_path / "audit" / "kms-events.jsonl").read_bytes()
+    files = trail_files(tmp_path / "audit")
+    assert files and all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
+    raw = b"".join(f.read_bytes() for f in files)
     recs = [json.loads(line) for line in raw.splitlines()]
     assert [r["eventName"] for r in recs] == [
         "CreateKey", "GenerateDataKey", "Encrypt", "Decrypt", "Decrypt", "DescribeKey"]
@@ -132,7 +136,7 @@ def test_audit_record_per_call(tmp_path):
     assert gdk["userIdentity"] == {
         "type": "IAMUser", "principalId": "alice", "arn": ALICE.principal_arn,
         "accountId": ACCT, "accessKeyId": "AKIAEXAMPLE", "userName": "alice",
-        "invokedBy": "s3.us-east-1.amazonaws.com"}
+        "invokedBy": "s3.amazonaws.com"}
     assert gdk["requestParameters"] == {"keyId": md["KeyId"], "keySpec": "AES_256",
                                         "encryptionContext": CTX}
     assert gdk["responseElements"] is None and gdk["readOnly"] is True

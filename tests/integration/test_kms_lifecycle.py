@@ -20,11 +20,13 @@ from kms.errors import (AccessDeniedException, ConflictException, DisabledExcept
                         NotFoundException, TagException, UnsupportedOperationException,
                         ValidationException)
 from kms.model import Caller
+from tests.kms_policies import KMS_ADMIN
 from kms.service import KMS
 
 ACCT, OTHER = "111122223333", "444455556666"
-ALICE = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT, request_id="req-1")
-MALLORY = Caller(f"arn:aws:iam::{OTHER}:user/mallory", OTHER)
+ALICE = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT, request_id="req-1",
+               identity_policies=KMS_ADMIN)
+MALLORY = Caller(f"arn:aws:iam::{OTHER}:user/mallory", OTHER, identity_policies=KMS_ADMIN)
 T0 = 1_700_000_000.0
 DAY = 86400.0
 
@@ -283,7 +285,8 @@ def test_default_policy_and_put(kms):
     assert doc["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{ACCT}:root"}
     assert doc["Statement"][0]["Action"] == "kms:*"
     assert kms.list_key_policies(ALICE, k) == {"PolicyNames": ["default"], "Truncated": False}
-    mine = policy(ALICE.principal_arn, ["kms:PutKeyPolicy", "kms:Describe*"])
+    mine = policy(ALICE.principal_arn, ["kms:PutKeyPolicy", "kms:Describe*", "kms:GetKeyPolicy",
+                                        "kms:ScheduleKeyDeletion"])
     kms.put_key_policy(ALICE, k, mine)
     assert kms.get_key_policy(ALICE, k, "default")["Policy"] == mine
     with pytest.raises(NotFoundException):
@@ -309,10 +312,13 @@ def test_lockout_safety_check(kms):
             kms.put_key_policy(ALICE, k, bad)
         with pytest.raises(MalformedPolicyDocumentException):
             kms.create_key(ALICE, policy=bad)
-    kms.put_key_policy(ALICE, k, bob_only, bypass_policy_lockout_safety_check=True)
-    assert kms.get_key_policy(ALICE, k)["Policy"] == bob_only
+    # With the bypass Alice locks herself out (AWS authorization): only Bob gets in.
+    bob = Caller(f"arn:aws:iam::{ACCT}:user/bob", ACCT)
+    locked = new_key(kms)
+    kms.put_key_policy(ALICE, locked, bob_only, bypass_policy_lockout_safety_check=True)
+    assert kms.get_key_policy(bob, locked)["Policy"] == bob_only
     created = kms.create_key(ALICE, policy=bob_only, bypass_policy_lockout_safety_check=True)
-    assert kms.get_key_policy(ALICE, created["KeyMetadata"]["KeyId"])["Policy"] == bob_only
+    assert kms.get_key_policy(bob, created["KeyMetadata"]["KeyId"])["Policy"] == bob_only
     for ok in (policy("*"), policy(ACCT), policy(action="kms:Put*"),
                policy({"AWS": [ALICE.principal_arn, "arn:aws:iam::444455556666:root"]})):
         kms.put_key_policy(ALICE, k, ok)
@@ -537,6 +543,7 @@ def test_version_1_database_still_opens(tmp_path, clock, sink):
         assert kms.get_key_rotation_status(ALICE, k)["KeyRotationEnabled"]
         (ver,) = sqlite3.connect(tmp_path / "kms" / "kms.db").execute(
             "PRAGMA user_version").fetchone()
-        assert ver == 3
+        from kms.store.sqlite import SCHEMA_VERSION
+        assert ver == SCHEMA_VERSION
     finally:
         kms.close()

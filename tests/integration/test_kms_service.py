@@ -16,13 +16,15 @@ from kms.errors import (AccessDeniedException, AlreadyExistsException, DisabledE
                         MalformedPolicyDocumentException, NotFoundException, TagException,
                         UnsupportedOperationException, ValidationException)
 from kms.model import Caller
+from tests.kms_policies import KMS_ADMIN
 from kms.service import KMS
 
 ACCT, OTHER = "111122223333", "444455556666"
 ALICE = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT, source_ip="192.0.2.1",
-               user_agent="pytest", request_id="req-1", access_key_id="AKIAALICE")
-BOB = Caller(f"arn:aws:iam::{ACCT}:user/bob", ACCT)
-MALLORY = Caller(f"arn:aws:iam::{OTHER}:user/mallory", OTHER)
+               user_agent="pytest", request_id="req-1", access_key_id="AKIAALICE",
+               identity_policies=KMS_ADMIN)
+BOB = Caller(f"arn:aws:iam::{ACCT}:user/bob", ACCT, identity_policies=KMS_ADMIN)
+MALLORY = Caller(f"arn:aws:iam::{OTHER}:user/mallory", OTHER, identity_policies=KMS_ADMIN)
 S3 = replace(ALICE, via_service="s3.us-east-1.amazonaws.com")
 CTX = {"aws:s3:arn": "arn:aws:s3:::bucket/key"}
 T0 = 1_700_000_000.0
@@ -479,7 +481,7 @@ def test_aws_managed_key(kms, sink):
     dk = kms.generate_data_key(S3, "alias/aws/s3", key_spec="AES_256", encryption_context=CTX)
     assert kms.decrypt(S3, dk["CiphertextBlob"], encryption_context=CTX)["Plaintext"] \
         == dk["Plaintext"]
-    assert sink.records[-1]["userIdentity"]["invokedBy"] == "s3.us-east-1.amazonaws.com"
+    assert sink.records[-1]["userIdentity"]["invokedBy"] == "s3.amazonaws.com"
     for call in (lambda: kms.schedule_key_deletion(ALICE, first["KeyId"]),
                  lambda: kms.disable_key(ALICE, first["KeyId"]),
                  lambda: kms.create_alias(ALICE, "alias/mine", first["KeyId"])):

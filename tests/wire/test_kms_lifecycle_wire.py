@@ -121,7 +121,8 @@ def test_key_policies(kms, server):
     root = f"arn:aws:iam::{account}:root"
     ok = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "admin", "Effect": "Allow", "Principal": {"AWS": root},
-         "Action": ["kms:PutKeyPolicy", "kms:Describe*"], "Resource": "*"}]})
+         "Action": ["kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:Describe*",
+                    "kms:UpdateKeyDescription"], "Resource": "*"}]})
     kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=ok)
     assert kms.get_key_policy(KeyId=key_id)["Policy"] == ok
     lockout = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -130,8 +131,11 @@ def test_key_policies(kms, server):
     _fails("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=key_id,
            Policy=lockout)
     _fails("MalformedPolicyDocumentException", kms.create_key, Policy=lockout)
-    kms.put_key_policy(KeyId=key_id, Policy=lockout, BypassPolicyLockoutSafetyCheck=True)
-    assert kms.get_key_policy(KeyId=key_id)["Policy"] == lockout
+    # The bypass really locks the root out (AWS authorization): use a second key for it.
+    locked = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.put_key_policy(KeyId=locked, Policy=lockout, BypassPolicyLockoutSafetyCheck=True)
+    _fails("AccessDeniedException", kms.get_key_policy, KeyId=locked)
+    kms.encrypt(KeyId=locked, Plaintext=b"x")
     _fails("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=key_id,
            Policy="{nope")
     _fails("MalformedPolicyDocumentException", kms.put_key_policy, KeyId=key_id,

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+from kms.audit import trail_files
 from kms.service import KMS
 from tests.wire.conftest import make_client
 
@@ -94,7 +95,7 @@ def test_every_use_during_the_window_is_audited(server, s3, kms, bucket):
     for _ in range(2):
         with pytest.raises(ClientError):
             s3.get_object(Bucket=bucket, Key="w", ResponseCacheControl=marker)
-    audit = (server.data_dir / "audit" / "kms-events.jsonl").read_text()
+    audit = "".join(p.read_text() for p in trail_files(server.data_dir / "audit"))
     attempts = [line for line in audit.splitlines()
                 if key_id in line and '"Decrypt"' in line and "KMSInvalidStateException" in line]
     assert len(attempts) >= 2

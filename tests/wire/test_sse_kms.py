@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from kms.audit import read_trail
 from tests.wire.conftest import make_client
 from tests.wire.server import Server
 
@@ -56,8 +57,8 @@ def sse_record(srv: Server, bucket: str, key: str) -> dict:
 
 
 def audit_events(srv: Server) -> list[dict]:
-    path = srv.data_dir / "audit" / "kms-events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in read_trail(srv.data_dir / "audit")
+            if e.get("eventSource") == "kms.amazonaws.com"]
 
 
 def crypto_calls(events: list[dict], key_arn: str | None = None) -> list[dict]:

@@ -1,0 +1,288 @@
+"""The gateway side of the audit trail: S3 and IAM records, the digest signer and task.
+
+KMS records come from the ``kms`` library itself (one per call, fail-closed). This module adds
+one record per S3 request (data events for object reads/writes, management events for bucket
+calls) and per IAM/STS request, in CloudTrail's shape, to the same ``TrailSink``; signs digest
+files with a KMS key (ECC_NIST_P256, ECDSA_SHA_256) owned by a reserved service account that no
+credential can act as; and runs the periodic digest task.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from kms.audit import AuditWriteError
+from kms.audit.digest import PUBLIC_KEY_FILE, write_digest
+from kms.audit.events import EVENT_VERSION, identity_type
+from kms.crypto.verify_sig import fingerprint, public_der_to_pem
+from kms.model import Caller
+
+__all__ = ["AuditTrail", "KMSDigestSigner", "AUDIT_ACCOUNT", "AUDIT"]
+
+log = logging.getLogger("coffer.audit")
+
+# The reserved account that owns the digest-signing key. No access key maps to it.
+AUDIT_ACCOUNT = "000000000000"
+DIGEST_KEY_FILE = "digest-key.json"
+DIGEST_ALGORITHM = "ECDSA_SHA_256"
+AUDIT_KEY = "coffer_audit"            # request[...] -> what a handler noted for its record
+AUDIT = web.AppKey("audit_trail", object)
+
+_S3_DATA_OPS = {"GetObject", "HeadObject", "PutObject", "CopyObject", "DeleteObject",
+                "DeleteObjects", "GetObjectAttributes", "CreateMultipartUpload", "UploadPart",
+                "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
+                "ListParts", "ListObjects", "ListObjectsV2", "ListObjectVersions",
+                "ListMultipartUploads", "GetObjectTagging", "PutObjectTagging",
+                "DeleteObjectTagging", "GetObjectAcl", "PutObjectAcl", "RestoreObject",
+                "SelectObjectContent"}
+# Request headers that may go in a record (never SSE-C keys or anything secret).
+_S3_HEADERS = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
+               "x-amz-server-side-encryption-bucket-key-enabled", "x-amz-copy-source",
+               "x-amz-storage-class")
+_IAM_SECRET_PARAMS = ("password", "secret", "privatekey", "token", "sshpublickeybody")
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _user_identity(cred) -> dict[str, Any]:
+    if cred is None:
+        return {"type": "AWSAccount", "principalId": "", "accountId": "anonymous"}
+    kind = identity_type(cred.principal_arn)
+    resource = cred.principal_arn.split(":", 5)[-1]
+    out = {"type": kind,
+           "principalId": cred.account_id if kind == "Root" else resource.rsplit("/", 1)[-1],
+           "arn": cred.principal_arn, "accountId": cred.account_id,
+           "accessKeyId": cred.access_key_id}
+    if kind == "IAMUser":
+        out["userName"] = cred.user_name or resource.split("/")[-1]
+    return out
+
+
+class KMSDigestSigner:
+    """Signs digests with a KMS key of the reserved audit account, creating it on first use
+    and exporting its public key to ``<audit_dir>/digest-public-key.pem``."""
+
+    algorithm = DIGEST_ALGORITHM
+    account_id = AUDIT_ACCOUNT
+
+    def __init__(self, kms, audit_dir: Path) -> None:
+        self.kms = kms
+        self.audit_dir = Path(audit_dir)
+        self.caller = Caller(principal_arn=f"arn:aws:iam::{AUDIT_ACCOUNT}:root",
+                             account_id=AUDIT_ACCOUNT, source_ip="",
+                             via_service="cloudtrail.amazonaws.com", user_agent="coffer-audit")
+        state = self.audit_dir / DIGEST_KEY_FILE
+        if state.exists():
+            self.key_arn = json.loads(state.read_bytes())["keyArn"]
+        else:
+            md = kms.create_key(self.caller, key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY",
+                                description="Coffer audit trail digest signing key"
+                                )["KeyMetadata"]
+            self.key_arn = md["Arn"]
+            state.write_text(json.dumps({"keyArn": self.key_arn,
+                                         "signingAlgorithm": self.algorithm}) + "\n")
+        der = kms.get_public_key(self.caller, self.key_arn)["PublicKey"]
+        self.public_key_fingerprint = fingerprint(der)
+        pem = public_der_to_pem(der)
+        pem_path = self.audit_dir / PUBLIC_KEY_FILE
+        if not pem_path.exists() or pem_path.read_bytes() != pem:
+            pem_path.write_bytes(pem)
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        return self.kms.sign(self.caller, self.key_arn, digest, self.algorithm,
+                             message_type="DIGEST")["Signature"]
+
+
+class AuditTrail:
+    """Writes S3 and IAM records to the trail the KMS writes to, and digests it."""
+
+    def __init__(self, sink, *, region: str, fail_open: bool = False) -> None:
+        self.sink = sink
+        self.region = region
+        self.fail_open = fail_open
+        self._signer: KMSDigestSigner | None = None
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def emit(self, record: dict[str, Any]) -> bool:
+        """Durably append ``record``; False when it could not be written (logged)."""
+        try:
+            await asyncio.to_thread(self.sink.emit_record, record)
+            return True
+        except AuditWriteError as exc:
+            log.error("audit record for %s (request %s) not written: %s",
+                      record.get("eventName"), record.get("requestID"), exc)
+            return False
+
+    def _base(self, request: web.Request, cred, source: str, name: str) -> dict[str, Any]:
+        return {
+            "eventVersion": EVENT_VERSION, "userIdentity": _user_identity(cred),
+            "eventTime": _iso(time.time()), "eventSource": source, "eventName": name,
+            "awsRegion": self.region, "sourceIPAddress": request.remote or "",
+            "userAgent": request.headers.get("User-Agent", "")[:256],
+        }
+
+    def s3_record(self, request: web.Request, note: dict[str, Any],
+                  response: web.StreamResponse | None, error) -> dict[str, Any]:
+        op = note.get("op")
+        ctx = note.get("auth")
+        cred = getattr(ctx, "credential", None)
+        name = op.operation if op is not None else "UnknownOperation"
+        bucket = getattr(op, "bucket", None)
+        key = getattr(op, "key", None)
+        params: dict[str, Any] = {"Host": request.headers.get("Host", "")}
+        if bucket:
+            params["bucketName"] = bucket
+        if key:
+            params["key"] = key
+        for q in ("prefix", "delimiter", "uploadId", "partNumber", "versionId", "max-keys",
+                  "list-type"):
+            if q in request.query:
+                params[q] = request.query[q]
+        for h in _S3_HEADERS:
+            if h in request.headers:
+                params[h] = request.headers[h]
+        rec = self._base(request, cred, "s3.amazonaws.com", name)
+        rec["requestParameters"] = params
+        rec["responseElements"] = None
+        out_bytes = 0
+        if response is not None:
+            body = getattr(response, "body", None)
+            if isinstance(body, (bytes, bytearray)):
+                out_bytes = len(body)
+            else:
+                out_bytes = response.content_length or 0
+            if response.headers.get("x-amz-server-side-encryption"):
+                rec["responseElements"] = {
+                    h: response.headers[h] for h in (
+                        "x-amz-server-side-encryption",
+                        "x-amz-server-side-encryption-aws-kms-key-id")
+                    if h in response.headers}
+        rec["additionalEventData"] = {
+            "bytesTransferredIn": request.content_length or 0,
+            "bytesTransferredOut": out_bytes,
+            "AuthenticationMethod": ("QueryString" if getattr(ctx, "method", "").endswith("query")
+                                     else "AuthHeader"),
+            "SignatureVersion": ("SigV2" if getattr(ctx, "method", "").startswith("sigv2")
+                                 else "SigV4"),
+        }
+        if error is not None:
+            rec["errorCode"] = getattr(error, "code", "InternalError")
+            rec["errorMessage"] = getattr(error, "message", "") or ""
+        resources = []
+        if bucket and key:
+            resources.append({"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"})
+        if bucket:
+            resources.append({"accountId": cred.account_id if cred else "",
+                              "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"})
+        data = name in _S3_DATA_OPS
+        rec.update({
+            "requestID": request.get("coffer_request_id", ""), "eventID": str(uuid.uuid4()),
+            "readOnly": request.method in ("GET", "HEAD"), "resources": resources,
+            "eventType": "AwsApiCall", "managementEvent": not data,
+            "recipientAccountId": cred.account_id if cred else "",
+            "eventCategory": "Data" if data else "Management",
+        })
+        if "decision" in note:
+            rec["authorizationDecision"] = note["decision"]
+        return rec
+
+    def iam_record(self, request: web.Request, note: dict[str, Any],
+                   response: web.StreamResponse) -> dict[str, Any]:
+        cred = note["credential"]
+        service = note.get("service", "iam")
+        action = note["action"]
+        params = {k[:1].lower() + k[1:]: v for k, v in note.get("params", {}).items()
+                  if k not in ("Action", "Version")
+                  and not any(s in k.lower() for s in _IAM_SECRET_PARAMS)}
+        rec = self._base(request, cred, f"{service}.amazonaws.com", action)
+        rec["awsRegion"] = "us-east-1"
+        rec["requestParameters"] = params or None
+        rec["responseElements"] = None
+        err = note.get("error")
+        if err is not None:
+            rec["errorCode"], rec["errorMessage"] = err
+        rec.update({
+            "requestID": request.get("coffer_request_id", ""), "eventID": str(uuid.uuid4()),
+            "readOnly": action.startswith(("Get", "List")), "resources": [],
+            "eventType": "AwsApiCall", "managementEvent": True,
+            "recipientAccountId": cred.account_id, "eventCategory": "Management",
+        })
+        return rec
+
+    async def audited_s3(self, request: web.Request,
+                         run: Callable[[dict[str, Any]], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        """Run one S3 request and record it (``note`` collects the operation and caller).
+        A record that cannot be written fails an unsent response (fail-closed)."""
+        from gateway.s3.errors import S3Error
+
+        note: dict[str, Any] = {"kind": "s3"}
+        request[AUDIT_KEY] = note
+        try:
+            response = await run(note)
+        except S3Error as err:
+            if not note.get("recorded"):
+                note["recorded"] = True
+                await self.emit(self.s3_record(request, note, None, err))
+            raise
+        except Exception as exc:
+            if not note.get("recorded") and not isinstance(
+                    exc, (ConnectionError, asyncio.CancelledError)):
+                note["recorded"] = True
+                await self.emit(self.s3_record(request, note, None, S3Error("InternalError")))
+            raise
+        if not note.get("recorded"):
+            note["recorded"] = True
+            ok = await self.emit(self.s3_record(request, note, response, None))
+            if not ok and not self.fail_open:
+                raise S3Error("InternalError")
+        return response
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """A handler that streams its response prepares it itself: record the request now,
+        before the status line goes out (fail-closed: a record that cannot be written turns
+        the response into an InternalError)."""
+        note = request.get(AUDIT_KEY)
+        if not note or note.get("kind") != "s3" or note.get("recorded"):
+            return
+        note["recorded"] = True
+        ok = await self.emit(self.s3_record(request, note, response, None))
+        if not ok and not self.fail_open:
+            from gateway.s3.errors import S3Error
+            raise S3Error("InternalError")
+
+    async def record_iam(self, request: web.Request, response: web.StreamResponse) -> None:
+        note = request.get(AUDIT_KEY)
+        if not note or "action" not in note or note.get("credential") is None:
+            return
+        await self.emit(self.iam_record(request, note, response))
+
+    # -- digests ---------------------------------------------------------------------------------
+
+    def digest(self, kms, audit_dir: Path) -> Path:
+        """Roll the active file and write the next signed digest (blocking)."""
+        if self._signer is None:
+            self._signer = KMSDigestSigner(kms, audit_dir)
+        roll = getattr(self.sink, "roll", None)
+        if roll is not None:
+            roll()
+        return write_digest(audit_dir, self._signer)
+
+    async def digest_loop(self, kms, audit_dir: Path, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                path = await asyncio.to_thread(self.digest, kms, audit_dir)
+                log.info("audit digest written: %s", path.name)
+            except Exception:  # noqa: BLE001 - the task must outlive one bad run
+                log.exception("audit digest failed")
