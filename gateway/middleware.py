@@ -75,3 +75,6 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
     response.headers["x-amz-request-id"] = request_id
     response.headers["x-amz-id-2"] = base64.b64encode(request_id.encode()).decode()
     response.headers["Server"] = "Coffer"
+    if response.content_type == "application/x-amz-json-1.1":
+        # The JSON protocols (KMS, CloudTrail) name the request id this way; SDKs read it.
+        response.headers["x-amzn-RequestId"] = request_id

@@ -225,6 +225,14 @@ def decide(call: "S3Call", action: str, resource: str, *, owner: str | None,
     return request, decision
 
 
+def _note(call: "S3Call", decision: Decision) -> None:
+    """Put the deciding statement into the request's audit record (gateway.audit_trail)."""
+    note: dict[str, Any] = {"allowed": decision.allowed, "reason": decision.reason}
+    if decision.statement is not None:
+        note["policy"], note["statementSid"] = decision.statement
+    call.request.setdefault("coffer_audit", {})["decision"] = note
+
+
 def _deny(request: AuthzRequest, decision: Decision) -> S3Error:
     log.info("s3 access denied: %s %s %s -> %s", request.principal_arn or "anonymous",
              request.action, request.resource, decision.explain())
@@ -246,6 +254,7 @@ async def authorize(call: "S3Call", action: str, info: BucketInfo, key: str | No
     policy = await bucket_policy(call, info.name)
     request, decision = decide(call, action, resource, owner=info.owner, policy=policy,
                                context=context)
+    _note(call, decision)
     if not decision.allowed:
         raise _deny(request, decision)
 
@@ -267,6 +276,7 @@ def authorize_account(call: "S3Call", action: str, resource: str) -> None:
     if call.auth.credential is None:
         raise S3Error("AccessDenied")
     request, decision = decide(call, action, resource, owner=None, policy=None)
+    _note(call, decision)
     if not decision.allowed:
         raise _deny(request, decision)
 

@@ -298,3 +298,11 @@ def test_periodic_digest(tmp_path):
     finally:
         s.stop()
     assert coffer(s, "audit", "verify").returncode == 0
+
+
+def test_s3_records_carry_the_authorization_decision(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="decided", Body=b"x")
+    recs = [r for r in records(server) if r.get("eventName") == "PutObject"
+            and (r.get("requestParameters") or {}).get("key") == "decided"]
+    assert recs and recs[-1]["authorizationDecision"]["allowed"] is True
+    assert recs[-1]["authorizationDecision"]["reason"]

@@ -148,3 +148,8 @@ def test_dry_run(kms):
     with pytest.raises(ClientError) as e:           # a dry run still performs every check
         kms.encrypt(KeyId=key_id, Plaintext=b"x", DryRun=True)
     assert _code(e.value) == "DisabledException"
+
+
+def test_request_id_header(kms):
+    out = kms.list_keys()
+    assert out["ResponseMetadata"]["RequestId"]
