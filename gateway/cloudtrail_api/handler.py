@@ -8,17 +8,16 @@ policy allowing ``cloudtrail:LookupEvents``. Failures are ``{"__type", "message"
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from gateway import auth
+from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, read_signed_body,
+                                   target_operation)
 from gateway.s3.errors import S3Error
 from kms.audit.lookup import LOOKUP_ATTRIBUTES, LookupError_, lookup_events, to_lookup_event
 
@@ -28,20 +27,7 @@ log = logging.getLogger("coffer.cloudtrail_api")
 
 MAX_BODY = 64 * 1024
 TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
-_CONTENT_TYPE = "application/x-amz-json-1.1"
-_AUTH_ERRORS = {
-    "InvalidAccessKeyId": ("UnrecognizedClientException",
-                           "The security token included in the request is invalid."),
-    "SignatureDoesNotMatch": ("InvalidSignatureException",
-                              "The request signature we calculated does not match the "
-                              "signature you provided."),
-    "RequestTimeTooSkewed": ("InvalidSignatureException", "Signature expired"),
-}
-
-
-def _error(type_: str, message: str, status: int = 400) -> web.Response:
-    return web.Response(status=status, body=json.dumps({"__type": type_, "message": message})
-                        .encode(), content_type=_CONTENT_TYPE)
+_error = json_error
 
 
 def _time(value: Any, name: str) -> float | None:
@@ -77,24 +63,16 @@ async def handle_cloudtrail(request: web.Request, audit_dir: Path, lookup, regio
                             identity=None) -> web.StreamResponse:
     if request.method != "POST" or request.path != "/":
         return _error("UnknownOperationException", "", 404)
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        return _error("ValidationException", "Request body too large", 413)
     try:
-        ctx = auth.authenticate(request.method, request.raw_path, request.headers, lookup,
-                                clock=time.time, server_region=region,
-                                body_sha256=hashlib.sha256(body).hexdigest())
+        body, ctx = await read_signed_body(request, lookup, region, MAX_BODY)
     except S3Error as err:
-        type_, message = _AUTH_ERRORS.get(err.code, ("IncompleteSignatureException",
-                                                     err.message))
-        return _error(type_, message)
+        return json_auth_error(err)
     cred = ctx.credential
     if cred is None:
         return _error("MissingAuthenticationTokenException", "Missing Authentication Token")
-    target = request.headers.get("X-Amz-Target", "")
-    op = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
+    op = target_operation(request, TARGET_PREFIX)
     if op != "LookupEvents":
-        return _error("UnknownOperationException", f"Unknown operation {op or target}")
+        return _error("UnknownOperationException", f"Unknown operation {op}")
     try:
         params = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):
@@ -139,4 +117,4 @@ async def handle_cloudtrail(request: web.Request, audit_dir: Path, lookup, regio
     out: dict[str, Any] = {"Events": [to_lookup_event(r) for r in page]}
     if next_token:
         out["NextToken"] = next_token
-    return web.Response(body=json.dumps(out).encode(), content_type=_CONTENT_TYPE)
+    return web.Response(body=json.dumps(out).encode(), content_type=CONTENT_TYPE)

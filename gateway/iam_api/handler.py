@@ -9,14 +9,12 @@ Failures are ``<ErrorResponse>`` documents with AWS's code and status.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import time
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from gateway import auth
+from gateway.json_protocol import read_signed_body
 from gateway.auth.types import Credential
 from gateway.iam_api.operations import OPERATIONS, IAMCall
 from gateway.iam_api.xml import IAM_NS, STS_NS, render_error, render_result
@@ -87,14 +85,11 @@ async def handle_iam(request: web.Request, identity: IdentityStore, lookup, regi
         note["error"] = (code, message)
         return _respond(render_error(code, message, rid, sender=sender, namespace=ns), status)
 
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        return error("ValidationError", "Request body too large", 413)
     try:
-        ctx = auth.authenticate(request.method, request.raw_path, request.headers, lookup,
-                                clock=time.time, server_region=region,
-                                body_sha256=hashlib.sha256(body).hexdigest())
+        body, ctx = await read_signed_body(request, lookup, region, MAX_BODY)
     except S3Error as err:
+        if err.code == "MaxMessageLengthExceeded":
+            return error("ValidationError", "Request body too large", 413)
         code, message, status = _AUTH_ERRORS.get(err.code, ("IncompleteSignature",
                                                             err.message, 400))
         return error(code, message, status)

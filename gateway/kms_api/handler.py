@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import inspect
 import json
 import logging
 import re
-import time
 from typing import Any, Callable
 
 from aiohttp import web
 
-from gateway import auth, principal_info
+from gateway import principal_info
+from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, read_signed_body,
+                                   target_operation)
 from gateway.s3.errors import S3Error
 from kms import errors as ke
 from kms.model import Caller
@@ -33,7 +33,6 @@ log = logging.getLogger("coffer.kms_api")
 
 MAX_BODY = 1024 * 1024
 _TARGET_PREFIX = "TrentService."
-_CONTENT_TYPE = "application/x-amz-json-1.1"
 _BLOB_PARAMS = {"Plaintext", "CiphertextBlob", "Message", "Signature", "Mac", "PublicKey",
                 "EncryptedKeyMaterial", "ImportToken", "Recipient"}
 
@@ -65,22 +64,7 @@ OPERATIONS: dict[str, str] = {
     op: re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower() for op in _AWS_OPERATIONS
 }
 
-# S3-style authentication failures, as the KMS JSON protocol names them.
-_AUTH_ERRORS = {
-    "InvalidAccessKeyId": ("UnrecognizedClientException",
-                           "The security token included in the request is invalid."),
-    "SignatureDoesNotMatch": ("InvalidSignatureException",
-                              "The request signature we calculated does not match the "
-                              "signature you provided. Check your AWS Secret Access Key and "
-                              "signing method. Consult the service documentation for details."),
-    "RequestTimeTooSkewed": ("InvalidSignatureException", "Signature expired"),
-    "AccessDenied": ("AccessDeniedException", "Access Denied"),
-}
-
-
-def _error(type_: str, message: str, status: int = 400) -> web.Response:
-    body = json.dumps({"__type": type_, "message": message})
-    return web.Response(status=status, body=body.encode(), content_type=_CONTENT_TYPE)
+_error = json_error
 
 
 def _snake(name: str) -> str:
@@ -127,22 +111,14 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
     """Authenticate, dispatch and render one KMS JSON request."""
     if request.method != "POST" or request.path != "/":
         return _error("UnknownOperationException", "", 404)
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        return _error("ValidationException", "Request body too large", 413)
     try:
-        ctx = auth.authenticate(request.method, request.raw_path, request.headers, lookup,
-                                clock=time.time, server_region=region,
-                                body_sha256=hashlib.sha256(body).hexdigest())
+        body, ctx = await read_signed_body(request, lookup, region, MAX_BODY)
     except S3Error as err:
-        type_, message = _AUTH_ERRORS.get(err.code, ("IncompleteSignatureException",
-                                                     err.message))
-        return _error(type_, message, 400 if type_ != "AccessDeniedException" else 403)
+        return json_auth_error(err)
     if ctx.credential is None:
         return _error("MissingAuthenticationTokenException", "Missing Authentication Token")
-    target = request.headers.get("X-Amz-Target", "")
-    op = target[len(_TARGET_PREFIX):] if target.startswith(_TARGET_PREFIX) else None
-    method = OPERATIONS.get(op or "")
+    op = target_operation(request, _TARGET_PREFIX)
+    method = OPERATIONS.get(op)
     if method is None or not hasattr(kms, method):
         return _error("UnknownOperationException", "")
     try:
@@ -178,4 +154,4 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
         return _error("DryRunOperationException",
                       "The request would have succeeded, but the DryRun option is set.", 412)
     return web.Response(body=json.dumps(_out(result or {})).encode(),
-                        content_type=_CONTENT_TYPE)
+                        content_type=CONTENT_TYPE)
