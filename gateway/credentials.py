@@ -69,7 +69,7 @@ def load_or_create_root(data_dir: Path, access_key: str | None = None,
     if access_key and secret_key:
         doc["access_key_id"], doc["secret_access_key"] = access_key, secret_key
     if created or access_key or not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_private(path, doc)
     account = doc["account_id"]
     cred = Credential(access_key_id=doc["access_key_id"],
