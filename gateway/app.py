@@ -31,6 +31,8 @@ from gateway.s3 import (bucket, copy, encryption, listing, multipart, object_get
 from gateway.s3.common import S3Call
 from gateway.s3.errors import S3Error
 from gateway.s3.router import parse_request
+from gateway.regions import region_allowed, wrong_region
+from storage.errors import StorageError
 from gateway.sse.envelope import Envelope
 from kms.audit import FailOpenSink, TrailSink
 from kms.rootkeys import HSMSettings
@@ -87,7 +89,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     lookup = request.app[LOOKUP]
     service = auth.peek_service(request.raw_path, request.headers)
     if service == "kms":
-        return await handle_kms(request, request.app[KMS_SERVICE], lookup, cfg.region)
+        return await handle_kms(request, request.app[KMS_SERVICE], lookup, cfg.region,
+                                regions=lambda r: region_allowed(cfg, r))
     if service in ("iam", "sts"):
         response = await handle_iam(request, request.app[IDENTITY], lookup, cfg.region, service)
         await request.app[AUDIT].record_iam(request, response)
@@ -118,18 +121,44 @@ async def _s3(request: web.Request, note: dict) -> web.StreamResponse:
     handler = S3_HANDLERS.get(op.operation)
     if handler is None:
         raise S3Error("NotImplemented")
+    region = await _request_region(request.app[STORE], cfg, ctx, op)
     call = S3Call(request=request, op=op, auth=ctx, store=request.app[STORE], config=cfg,
-                  envelope=request.app[ENVELOPE])
+                  envelope=request.app[ENVELOPE].in_region(region), region=region)
     return await handler(call)
+
+
+async def _request_region(store: ObjectStore, cfg: Config, ctx, op) -> str:
+    """The region serving an S3 request: its bucket's (a SigV4 request signed for another
+    region is AuthorizationHeaderMalformed naming the right one, as AWS answers), else the
+    signed region (CreateBucket without a LocationConstraint, ListBuckets)."""
+    signed = ctx.region if ctx.method.startswith("sigv4") else None
+    if op.bucket:
+        try:
+            info = await store.head_bucket(op.bucket)
+        except StorageError:
+            info = None         # NoSuchBucket etc. come from the handler
+        if info is not None:
+            if signed and signed != info.region:
+                raise S3Error("AuthorizationHeaderMalformed",
+                              **wrong_region(signed, info.region))
+            return info.region
+    if signed and signed != cfg.region and not region_allowed(cfg, signed):
+        raise S3Error("AuthorizationHeaderMalformed", **wrong_region(signed, cfg.region))
+    return signed or cfg.region
 
 
 async def _kms_scheduler(kms: KMS, interval: float) -> None:
     """Apply due key rotations, material expiries and deletions (audited by the KMS as
-    AwsServiceEvent records). Runs at start and then every ``interval`` seconds."""
-    jobs = [getattr(kms, name) for name in ("apply_due_expirations", "apply_due_rotations",
-                                            "apply_due_deletions")
-            if hasattr(kms, name)]
+    AwsServiceEvent records) in every region holding keys. Runs at start and then every
+    ``interval`` seconds."""
+    names = ("apply_due_expirations", "apply_due_rotations", "apply_due_deletions")
     while True:
+        try:
+            regional = await asyncio.to_thread(kms.regions_with_keys)
+        except Exception:  # noqa: BLE001 - the scheduler must outlive one bad run
+            log.exception("kms scheduler: listing regions failed")
+            regional = [kms]
+        jobs = [getattr(k, name) for name in names for k in regional if hasattr(k, name)]
         for job in jobs:
             try:
                 done = await asyncio.to_thread(job)
@@ -171,6 +200,7 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
                        hsm=HSMSettings.from_env(module_path=cfg.pkcs11_module,
                                                 root_provider=cfg.root_key))
         app[KMS_SERVICE] = kms
+        kms.region_allowed = lambda r: region_allowed(cfg, r)
         kms.deletion_probe = lambda arn: deletion_warning(cfg.data_dir / "s3", arn)
         app[ENVELOPE] = Envelope(kms, region=cfg.region, bucket_key_ttl=cfg.bucket_key_ttl)
         scheduler = asyncio.create_task(_kms_scheduler(kms, cfg.scheduler_interval))

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(serve)
     serve.add_argument("--region", default=env_default("region", "us-east-1"),
                        help="region (COFFER_REGION, default us-east-1)")
+    serve.add_argument("--regions", default=env_default("regions"),
+                       help="comma-separated regions served (COFFER_REGIONS; default: any "
+                            "valid region name a client signs for)")
     serve.add_argument("--tls", action="store_true", default=_bool_env("tls"),
                        help="serve HTTPS (COFFER_TLS); self-signed for localhost unless "
                             "--tls-cert/--tls-key are given")
@@ -103,6 +106,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                               if d]
     return Config(host=args.host, port=args.port, data_dir=Path(args.data_dir),
                   region=args.region, tls=bool(args.tls or args.tls_cert),
+                  regions=tuple(r.strip() for r in args.regions.split(",") if r.strip())
+                  if getattr(args, "regions", None) else None,
                   tls_cert=Path(args.tls_cert) if args.tls_cert else None,
                   tls_key=Path(args.tls_key) if args.tls_key else None,
                   domains=tuple(domains),
@@ -128,7 +133,7 @@ def _ssl_context(cfg: Config) -> tuple[ssl.SSLContext, Path | None]:
 def serve(cfg: Config) -> int:
     from gateway.app import make_app
 
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # only the server reads it
     root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
     scheme = "https" if cfg.tls else "http"
     ssl_ctx, ca = _ssl_context(cfg) if cfg.tls else (None, None)

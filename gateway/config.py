@@ -22,6 +22,9 @@ class Config:
     port: int = 9000
     data_dir: Path = Path("./coffer-data")
     region: str = "us-east-1"
+    # Regions served (--regions / COFFER_REGIONS); None: every valid region name a client
+    # signs for. Each has its own KMS key namespace and its own buckets (gateway.regions).
+    regions: tuple[str, ...] | None = None
     tls: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -173,7 +173,7 @@ class AsymmetricOps:
         if kv is None or unwrap is None:
             raise KMSInternalException(f"{key.arn} has no usable key material")
         try:
-            return unwrap(MaterialRef(key.arn, kv.version, kv.material))
+            return unwrap(MaterialRef(key.wrap_arn, kv.version, kv.material))
         except CryptoError:
             raise KMSInternalException(f"{key.arn} has no usable key material") from None
 

@@ -169,7 +169,7 @@ class CustomKeyStoreOps:
 
     def _forget(self: KMS, key: Key, version: int) -> None:
         try:
-            self._backend_for(key).forget(key.arn, version)
+            self._backend_for(key).forget(key.wrap_arn, version)
         except (hsm.HSMError, KMSInvalidStateException) as exc:
             log.error("could not destroy the token object of %s: %s", key.arn,
                       type(exc).__name__)

@@ -144,6 +144,7 @@ class LifecycleOps:
                 raise _range_error("rotationPeriodInDays", days, MIN_ROTATION_DAYS,
                                    MAX_ROTATION_DAYS)
             key = self._resolve(call, key_id, "EnableKeyRotation")
+            self._require_not_replica(key)
             now = self._clock()
 
             def change(k: Key) -> dict[str, Any]:
@@ -162,6 +163,7 @@ class LifecycleOps:
         with self._call(caller, "DisableKeyRotation", {"keyId": P.s(key_id)},
                         read_only=False) as call:
             key = self._resolve(call, key_id, "DisableKeyRotation")
+            self._require_not_replica(key)
 
             def change(k: Key) -> dict[str, Any]:
                 self._rotation_state(k)
@@ -213,7 +215,7 @@ class LifecycleOps:
                 return {"next_rotation_date": now + k.rotation_period_days * DAY}
             made: list[int] = []
 
-            def record(version: int, arn: str = key.arn) -> bytes:
+            def record(version: int, arn: str = key.wrap_arn) -> bytes:
                 made.append(version)
                 return self._backend.generate(arn, version)
             try:
@@ -221,11 +223,11 @@ class LifecycleOps:
                                         RotationType.AUTOMATIC, sys.maxsize, reschedule)
             except (NotFoundException, KMSInvalidStateException):
                 for v in made:
-                    self._backend.forget(key.arn, v)
+                    self._backend.forget(key.wrap_arn, v)
                 continue        # disabled, deleted or rotated by someone else meanwhile
             except BaseException:
                 for v in made:
-                    self._backend.forget(key.arn, v)
+                    self._backend.forget(key.wrap_arn, v)
                 raise
             self._service_event("RotateKey", key, now)
             rotated.append(key.arn)
@@ -457,7 +459,7 @@ class LifecycleOps:
             self._store.replace_material(
                 key.key_id, change,
                 lambda k: KeyVersion(k.key_id, 1, now, None,
-                                     self._backend.adopt(k.arn, 1, material)))
+                                     self._backend.adopt(k.wrap_arn, 1, material)))
             call.response = {"keyId": key.arn, "keyMaterialId": mid}
             return {"KeyId": key.arn, "KeyMaterialId": mid}
 
@@ -512,7 +514,7 @@ class LifecycleOps:
                     "valid_to": None}
         dropped = self._store.replace_material(key.key_id, change, lambda k: None)
         for v in dropped:
-            self._backend.forget(key.arn, v.version)
+            self._backend.forget(key.wrap_arn, v.version)
         return bool(dropped)
 
     def apply_due_expirations(self: KMS, now: float | None = None) -> list[str]:

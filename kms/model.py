@@ -133,6 +133,27 @@ class KeyMetadata:
     # Keys in a custom key store (Origin AWS_CLOUDHSM, kms.custom_key_stores).
     custom_key_store_id: str | None = None
     cloud_hsm_cluster_id: str | None = None
+    # Multi-Region keys (``mrk-`` ids): the primary's region and the replicas' regions.
+    multi_region: bool = False
+    primary_region: str | None = None
+    replica_regions: tuple[str, ...] = ()
+
+    @property
+    def region(self) -> str:
+        return self.arn.split(":")[3]
+
+    @property
+    def is_replica(self) -> bool:
+        return self.multi_region and self.region != self.primary_region
+
+    def multi_region_configuration(self) -> dict[str, Any]:
+        """DescribeKey's MultiRegionConfiguration (BC DescribeKey)."""
+        def ref(region: str) -> dict[str, str]:
+            return {"Arn": f"arn:aws:kms:{region}:{self.account_id}:key/{self.key_id}",
+                    "Region": region}
+        return {"MultiRegionKeyType": "REPLICA" if self.is_replica else "PRIMARY",
+                "PrimaryKey": ref(self.primary_region or self.region),
+                "ReplicaKeys": [ref(r) for r in self.replica_regions]}
 
     @property
     def enabled(self) -> bool:
@@ -154,8 +175,10 @@ class KeyMetadata:
             "CustomerMasterKeySpec": str(self.key_spec),
             "KeySpec": str(self.key_spec),
             **key_algorithms(self.key_spec, self.key_usage),
-            "MultiRegion": False,
+            "MultiRegion": self.multi_region,
         }
+        if self.multi_region:
+            out["MultiRegionConfiguration"] = self.multi_region_configuration()
         if self.deletion_date is not None:
             out["DeletionDate"] = float(self.deletion_date)
         if self.pending_deletion_window_in_days is not None:
@@ -184,10 +207,17 @@ class Key:
     next_rotation_date: float | None = None
     # Imported material: digest naming the material first imported (reimports must match).
     material_id: str | None = None
+    # The ARN the key was created under: its material is bound to it (kms.backends), so every
+    # replica of a multi-Region key opens the same material whatever its own ARN.
+    material_arn: str | None = None
 
     @property
     def arn(self) -> str:
         return self.metadata.arn
+
+    @property
+    def wrap_arn(self) -> str:
+        return self.material_arn or self.metadata.arn
 
     @property
     def key_id(self) -> str:

@@ -168,9 +168,9 @@ def migrate_root_to_pkcs11(data_dir: Path, hsm: HSMSettings, *, region: str = "u
             if key.metadata.origin is Origin.AWS_CLOUDHSM:
                 return None
             if key.metadata.key_spec is KeySpec.SYMMETRIC_DEFAULT:
-                aad = material_aad(key.arn, kv.version)
+                aad = material_aad(key.wrap_arn, kv.version)
             else:
-                aad = private_aad(key.arn, kv.version)
+                aad = private_aad(key.wrap_arn, kv.version)
             return new_root.wrap(old_root.unwrap(kv.material, aad), aad)
 
         def import_keys(key_id: str, token_id: str, record: bytes) -> bytes:

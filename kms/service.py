@@ -9,8 +9,11 @@ call fails with KMSInternalException (fail-closed).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +40,7 @@ from kms.errors import (AccessDeniedException, AlreadyExistsException, ConflictE
 from kms.keyref import (RESERVED_ALIAS_PREFIX, alias_arn, key_arn, parse_key_ref,
                         validate_alias_name)
 from kms.lifecycle import LifecycleOps
+from kms.multi_region import MultiRegionOps
 from kms.model import (Caller, EncryptionAlgorithm, Key, KeyManager, KeyMetadata,
                        KeySpec, KeyState, KeyUsage, KeyVersion, Origin, RotationType)
 from kms.store.base import KeyStore
@@ -67,6 +71,13 @@ _NOT_USABLE = {
 }
 _UNKNOWN_KEY_IN_BLOB = ("The ciphertext refers to a customer master key that does not exist, "
                         "does not exist in this region, or you are not allowed to access.")
+
+
+_REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+
+
+def _valid_region(name: str) -> bool:
+    return bool(_REGION_RE.fullmatch(name))
 
 
 def _camel(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,7 +132,7 @@ class _Call:
         return False
 
 
-class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
+class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionOps):
     """The embedded KMS. Build with ``KMS.open(data_dir)``; ``close()`` when done."""
 
     # Set by the gateway: key ARN -> a warning when the key still protects data (objects whose
@@ -139,6 +150,10 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
         self._clock = clock
         self._rand = rand
         self._closers: list[Callable[[], None]] = []
+        self._siblings: dict[str, KMS] = {}
+        self._siblings_lock = threading.Lock()
+        # Regions ReplicateKey / UpdatePrimaryRegion accept (the gateway narrows it).
+        self.region_allowed: Callable[[str], bool] = _valid_region
         self._init_custom_key_stores(pkcs11_module)
 
     @classmethod
@@ -172,6 +187,26 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
         if hasattr(root, "close"):
             kms._closers.append(root.close)
         return kms
+
+    def in_region(self, region: str) -> KMS:
+        """This KMS as ``region`` serves it: that region's key namespace (a key id from one
+        region is NotFound in another) and ARNs, audited with that awsRegion. Siblings share
+        the database, backend, audit sink and custom key stores; only the first one closes."""
+        if region == self.region:
+            return self
+        with self._siblings_lock:
+            sibling = self._siblings.get(region)
+            if sibling is None:
+                sibling = copy.copy(self)
+                sibling.region = region
+                sibling._store = self._store.for_region(region)
+                self._siblings[region] = sibling
+            return sibling
+
+    def regions_with_keys(self) -> list[KMS]:
+        """One KMS per region that holds a key (the scheduler's round)."""
+        names = set(self._store.regions()) | {self.region}
+        return [self.in_region(r) for r in sorted(names)]
 
     def close(self) -> None:
         self._close_custom_key_stores()
@@ -248,6 +283,15 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
                 f"{key.arn} key usage is {key.metadata.key_usage} which is not valid for {op}.")
 
     @staticmethod
+    def _require_not_replica(key: Key) -> None:
+        # Rotation of a multi-Region key is managed from its primary, for every replica
+        # (DG/multi-region-keys-manage, rotating multi-Region keys).
+        if key.metadata.is_replica:
+            raise UnsupportedOperationException(
+                f"{key.arn} is a multi-Region replica key; manage its rotation from the "
+                f"primary key in {key.metadata.primary_region}.")
+
+    @staticmethod
     def _require_not_pending_deletion(key: Key) -> None:
         if key.state in (KeyState.PENDING_DELETION, KeyState.PENDING_REPLICA_DELETION):
             raise KMSInvalidStateException(f"{key.arn} {_NOT_USABLE[key.state]}")
@@ -301,7 +345,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
             raise KMSInternalException(f"{key.arn} has no material for version {version}")
         nonce = self._rand(ct.NONCE_SIZE)
         header = ct.header(key.key_id, version, nonce)
-        sealed = self._backend_for(key).seal(MaterialRef(key.arn, version, kv.material), nonce,
+        sealed = self._backend_for(key).seal(MaterialRef(key.wrap_arn, version, kv.material), nonce,
                                     plaintext, header + ec.canonical(context))
         return header + sealed
 
@@ -310,7 +354,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
         if kv is None:
             raise InvalidCiphertextException("")
         try:
-            return self._backend_for(key).open(MaterialRef(key.arn, blob.key_version,
+            return self._backend_for(key).open(MaterialRef(key.wrap_arn, blob.key_version,
                                                            kv.material),
                                       blob.nonce, blob.ciphertext,
                                       ct.aad(blob, ec.canonical(context)))
@@ -361,8 +405,11 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
             if orig is Origin.EXTERNAL and spec is not KeySpec.SYMMETRIC_DEFAULT:
                 raise UnsupportedOperationException(
                     f"KeySpec {spec} is not supported for Origin {orig}.")
-            if multi_region:
-                raise UnsupportedOperationException("Multi-Region keys are not supported yet.")
+            if multi_region is not None and not isinstance(multi_region, bool):
+                raise ValidationException("MultiRegion must be a boolean")
+            if multi_region and orig is not Origin.AWS_KMS:
+                raise UnsupportedOperationException(
+                    f"Multi-Region keys with Origin {orig} are not supported.")
             if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
                 raise P.length_error("description", "less than or equal to", MAX_DESCRIPTION)
             pol = P.policy(policy, caller.account_id, caller,
@@ -371,7 +418,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
             call.params["tags"] = [{"tagKey": k, "tagValue": v} for k, v in tag_pairs] or None
             key = self._new_key(caller.account_id, description, pol, tag_pairs,
                                 KeyManager.CUSTOMER, key_spec=spec, key_usage=usage,
-                                origin=orig, custom_key_store_id=custom_key_store_id)
+                                origin=orig, custom_key_store_id=custom_key_store_id,
+                                multi_region=bool(multi_region))
             key = self._hsm_view(key)
             call.keys.append(key)
             meta = key.metadata.to_api()
@@ -383,8 +431,9 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
                  alias: str | None = None, *, key_spec: KeySpec = KeySpec.SYMMETRIC_DEFAULT,
                  key_usage: KeyUsage = KeyUsage.ENCRYPT_DECRYPT,
                  origin: Origin = Origin.AWS_KMS,
-                 custom_key_store_id: str | None = None) -> Key:
-        key_id = self._uuid()
+                 custom_key_store_id: str | None = None, multi_region: bool = False) -> Key:
+        # Multi-Region key ids are "mrk-" and 32 hex digits (DG/multi-region-keys-overview).
+        key_id = "mrk-" + self._rand(16).hex() if multi_region else self._uuid()
         arn = key_arn(self.region, account_id, key_id)
         now = self._clock()
         meta = KeyMetadata(account_id=account_id, key_id=key_id, arn=arn, creation_date=now,
@@ -392,7 +441,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
                            key_state=KeyState.PENDING_IMPORT if origin is Origin.EXTERNAL
                            else KeyState.ENABLED, origin=origin,
                            key_manager=manager, key_spec=key_spec,
-                           custom_key_store_id=custom_key_store_id)
+                           custom_key_store_id=custom_key_store_id, multi_region=multi_region,
+                           primary_region=self.region if multi_region else None)
         if origin is Origin.EXTERNAL:   # no material until ImportKeyMaterial (kms.lifecycle)
             key = Key(metadata=meta, policy=policy, tags=tags, current_version=0)
             self._store.create_key(key, None, alias)
@@ -513,17 +563,22 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
                     f"{MAX_PENDING_DAYS}")
             key = self._resolve(call, key_id, "ScheduleKeyDeletion")
             when = self._clock() + days * DAY
+            # A multi-Region primary with replicas waits in PendingReplicaDeletion; its own
+            # waiting period starts when the last replica is deleted (BC ScheduleKeyDeletion).
+            waits = (not key.metadata.is_replica and bool(key.metadata.replica_regions))
+            state = KeyState.PENDING_REPLICA_DELETION if waits else KeyState.PENDING_DELETION
 
             def change(k: Key) -> dict[str, Any]:
                 self._require_not_pending_deletion(k)
-                return {"key_state": KeyState.PENDING_DELETION, "deletion_date": when,
+                return {"key_state": state, "deletion_date": None if waits else when,
                         "pending_window_days": days}
             self._store.update_key(key.key_id, change)
-            call.response = {"keyId": key.arn, "deletionDate": P.iso(when),
-                             "keyState": KeyState.PENDING_DELETION.value,
+            call.response = {"keyId": key.arn, "keyState": state.value,
                              "pendingWindowInDays": days}
-            out = {"KeyId": key.arn, "DeletionDate": when,
-                   "KeyState": KeyState.PENDING_DELETION.value, "PendingWindowInDays": days}
+            out = {"KeyId": key.arn, "KeyState": state.value, "PendingWindowInDays": days}
+            if not waits:
+                call.response["deletionDate"] = P.iso(when)
+                out["DeletionDate"] = when
             warning = self._deletion_warning(key.arn)
             if warning:     # the key still protects data (audit trail issue): say so
                 call.response["warning"] = out["Warning"] = warning
@@ -535,7 +590,8 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
             key = self._resolve(call, key_id, "CancelKeyDeletion")
 
             def change(k: Key) -> dict[str, Any]:
-                if k.state is not KeyState.PENDING_DELETION:
+                if k.state not in (KeyState.PENDING_DELETION,
+                                   KeyState.PENDING_REPLICA_DELETION):
                     raise KMSInvalidStateException(f"{k.arn} is not pending deletion.")
                 # AWS leaves a cancelled key Disabled (BC CancelKeyDeletion), or PendingImport
                 # if its imported material was deleted or expired meanwhile.
@@ -559,7 +615,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
                 if k.state is not KeyState.PENDING_DELETION or (k.metadata.deletion_date or 0) > now:
                     raise KMSInvalidStateException(f"{k.arn} is not pending deletion.")
             try:
-                versions = self._store.delete_key(key.key_id, still_due)
+                versions = self._store.delete_key(key.key_id, still_due, now)
             except (NotFoundException, KMSInvalidStateException):
                 continue        # cancelled or deleted by someone else meanwhile
             for v in versions:
@@ -580,6 +636,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
         with self._call(caller, "RotateKeyOnDemand", {"keyId": P.s(key_id)},
                         read_only=False) as call:
             key = self._resolve(call, key_id, "RotateKeyOnDemand")
+            self._require_not_replica(key)
 
             def check(k: Key) -> None:
                 # Type before state: a PendingImport key gets footnote 6, as EnableKeyRotation.
@@ -599,13 +656,13 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps):
 
             def record(version: int) -> bytes:
                 made.append(version)
-                return self._backend.generate(key.arn, version)
+                return self._backend.generate(key.wrap_arn, version)
             try:
                 self._store.add_version(key.key_id, check, record, self._clock(),
                                         RotationType.ON_DEMAND, MAX_ON_DEMAND_ROTATIONS)
             except BaseException:
                 for v in made:
-                    self._backend.forget(key.arn, v)
+                    self._backend.forget(key.wrap_arn, v)
                 raise
             call.response = {"keyId": key.arn}
             return {"KeyId": key.arn}

@@ -107,8 +107,10 @@ def _kwargs(fn: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
-                     pool=None) -> web.StreamResponse:
-    """Authenticate, dispatch and render one KMS JSON request."""
+                     pool=None, regions: Callable[[str], bool] | None = None
+                     ) -> web.StreamResponse:
+    """Authenticate, dispatch and render one KMS JSON request. The credential-scope region
+    picks the key namespace (``KMS.in_region``); ``regions`` says which ones are served."""
     if request.method != "POST" or request.path != "/":
         return _error("UnknownOperationException", "", 404)
     try:
@@ -117,6 +119,12 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
         return json_auth_error(err)
     if ctx.credential is None:
         return _error("MissingAuthenticationTokenException", "Missing Authentication Token")
+    if ctx.region != region:
+        if regions is not None and not regions(ctx.region):
+            return _error("UnrecognizedClientException",
+                          f"Credential should be scoped to a valid region, not "
+                          f"'{ctx.region}'.")
+        kms = kms.in_region(ctx.region)
     op = target_operation(request, _TARGET_PREFIX)
     method = OPERATIONS.get(op)
     if method is None or not hasattr(kms, method):

@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.auth.payload import read_body
 from gateway.s3 import authz
 from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
+from gateway.regions import region_allowed
 from gateway.s3.errors import S3Error
 from gateway.s3.router import validate_bucket_name
 from gateway.s3.xml import iso8601, parse, render, text_of
@@ -44,7 +45,7 @@ async def create_bucket(call: S3Call) -> web.StreamResponse:
     acl = call.request.headers.get("x-amz-acl")
     if acl is not None and acl not in _CANNED_ACLS:
         raise S3Error("InvalidArgument", "Invalid canned ACL", ArgumentName="x-amz-acl")
-    region = call.config.region
+    region = call.region or call.config.region       # the signed region (gateway.app)
     body = await read_body(call.request.content, call.request.headers, call.auth, 64 * 1024)
     if body.strip():
         doc = parse(body)
@@ -55,6 +56,13 @@ async def create_bucket(call: S3Call) -> web.StreamResponse:
             # AWS refuses an explicit us-east-1 constraint; the default region is implicit.
             if constraint == "us-east-1" or not _REGION_RE.match(constraint):
                 raise S3Error("InvalidLocationConstraint", LocationConstraint=constraint)
+            if not region_allowed(call.config, constraint):
+                raise S3Error("InvalidLocationConstraint", LocationConstraint=constraint)
+            # A regional endpoint creates buckets only in its own region (us-east-1 takes any).
+            if region not in (constraint, "us-east-1"):
+                raise S3Error("IllegalLocationConstraintException",
+                              f"The {constraint} location constraint is incompatible for the "
+                              "region specific endpoint this request was sent to.")
             region = constraint
     try:
         await call.store.create_bucket(call.bucket, region=region, owner=call.account)

@@ -50,7 +50,8 @@ class S3Call:
     auth: AuthContext
     store: ObjectStore
     config: Config
-    envelope: Any = None         # gateway.sse.envelope.Envelope
+    envelope: Any = None         # gateway.sse.envelope.Envelope, for the call's region
+    region: str = ""             # the bucket's region (else the signed one): gateway.app
 
     def caller(self) -> Caller:
         """The KMS Caller for this request: S3 calls KMS on the user's behalf."""
@@ -58,7 +59,7 @@ class S3Call:
         assert cred is not None
         return Caller(principal_arn=cred.principal_arn, account_id=cred.account_id,
                       source_ip=self.request.remote or "", secure_transport=self.request.secure,
-                      via_service=f"s3.{self.config.region}.amazonaws.com",
+                      via_service=f"s3.{self.region or self.config.region}.amazonaws.com",
                       user_agent=self.request.headers.get("User-Agent", "")[:256],
                       request_id=self.request.get("coffer_request_id", ""),
                       access_key_id=cred.access_key_id,
@@ -173,7 +174,7 @@ def kms_caller(call: S3Call) -> Caller:
         return call.caller()
     return Caller(principal_arn="", account_id="", source_ip=call.request.remote or "",
                   secure_transport=call.request.secure,
-                  via_service=f"s3.{call.config.region}.amazonaws.com",
+                  via_service=f"s3.{call.region or call.config.region}.amazonaws.com",
                   user_agent=call.request.headers.get("User-Agent", "")[:256],
                   request_id=call.request.get("coffer_request_id", ""))
 

@@ -102,8 +102,17 @@ async def source_plaintext(call: S3Call, reader: ObjectReader, source: tuple[str
             raise S3Error("InvalidRequest", "The encryption parameters are not applicable to "
                           "this object.")
         return reader.read(start, end, _CHUNK)
-    data_key = await call.envelope.open_data_key(kms_caller(call), record, source[0],
-                                                 source[1], customer)
+    # The source is read in its own bucket's region, with that region's KMS keys; the copy is
+    # written under a key of the destination's region (cross-region copy re-encrypts).
+    envelope = call.envelope
+    try:
+        src_region = (await call.store.head_bucket(source[0])).region
+    except se.StorageError:
+        src_region = call.region
+    if src_region and src_region != envelope.region:
+        envelope = envelope.in_region(src_region)
+    data_key = await envelope.open_data_key(kms_caller(call), record, source[0],
+                                            source[1], customer)
     return decrypt_stream(reader, reader.info, data_key, source[0], source[1], start, end,
                           _CHUNK)
 

@@ -27,6 +27,7 @@ The object record's ``meta["sse"]`` (format version 1)::
 from __future__ import annotations
 
 import asyncio
+import copy
 import base64
 import hashlib
 import hmac
@@ -151,6 +152,22 @@ class Envelope:
         self._clock = clock
         self._bucket_keys: dict[tuple[str, str, str], _CachedBucketKey] = {}
         self._opened_bucket_keys: dict[bytes, _CachedBucketKey] = {}
+        self._siblings: dict[str, Envelope] = {}
+
+    def in_region(self, region: str) -> Envelope:
+        """This envelope as S3 in ``region`` uses it: that region's KMS keys (a key from
+        another region is KMS.NotFoundException, as in AWS) and ``s3.<region>`` as
+        kms:ViaService. Siblings share the pool and caches; only the first one closes."""
+        if region == self.region:
+            return self
+        sibling = self._siblings.get(region)
+        if sibling is None:
+            sibling = copy.copy(self)
+            sibling.kms = self.kms.in_region(region)
+            sibling.region = region
+            sibling._siblings = {}
+            self._siblings[region] = sibling
+        return sibling
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

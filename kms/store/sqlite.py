@@ -1,6 +1,6 @@
 """SQLite key store (``<data_dir>/kms/kms.db``): WAL, foreign keys, one transaction per change.
 
-Schema version 4 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
+Schema version 5 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
 migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
 
     keys(key_id PK, arn UNIQUE, account_id, creation_date, description, key_usage, key_spec,
@@ -9,11 +9,17 @@ migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
          -- v2: automatic rotation and imported material (kms.lifecycle)
          rotation_period_days, next_rotation_date, expiration_model, valid_to, material_id,
          -- v3: the custom key store holding the key (Origin AWS_CLOUDHSM)
-         custom_key_store_id)
+         custom_key_store_id,
+         -- v5: the key's region; for a multi-Region key, its primary's (the row holds the
+         -- primary's regional fields; material and rotation are shared by every replica)
+         region)
+    key_replicas(key_id -> keys ON DELETE CASCADE, region, creation_date, description,
+                 key_state, deletion_date, pending_window_days, policy, tags)
+                 PK (key_id, region)                                     -- v5
     key_versions(key_id -> keys ON DELETE CASCADE, version, creation_date, rotation_type,
                  backend, material BLOB)            PK (key_id, version)
     aliases(account_id, alias_name, target_key_id -> keys ON DELETE CASCADE, creation_date,
-            last_updated_date)                       PK (account_id, alias_name)
+            last_updated_date, region)   PK (region, account_id, alias_name)  -- v5: + region
     import_tokens(token_id PK, key_id -> keys ON DELETE CASCADE, wrapping_algorithm,
                   wrapping_key_spec, private_key BLOB, valid_to)          -- v2
     custom_key_stores(custom_key_store_id PK, account_id, name, cluster_id, trust_anchor,
@@ -23,7 +29,14 @@ migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
                                  --     "root_key_label" (which root key wraps; no secrets)
     grants(grant_id PK, key_id -> keys ON DELETE CASCADE, issuing_account, name,
            creation_date, grantee_principal, retiring_principal, operations JSON,
-           constraints JSON)                                             -- v4 (kms.grants)
+           constraints JSON, region)                      -- v4 (kms.grants); v5: + region
+
+A store object serves one region's namespace, as separate AWS regions are (a key id from one
+region is NotFound in another); ``for_region`` gives a sibling on the same database. A
+multi-Region key (``mrk-`` id) is one ``keys`` row (its primary) plus a ``key_replicas`` row per
+replica region; both share ``key_versions``, so rotating the primary rotates every replica
+(DG/multi-region-keys-overview). Each region sees the key under its own ARN; ``keys.arn`` keeps
+the ARN the key was created under, which the backend binds its material to.
 
 ``material`` is the backend's record (wrapped material), never raw key bytes; so is
 ``private_key`` (the import wrapping key, sealed by the root key) and ``password`` (a custom
@@ -36,6 +49,7 @@ thread (sqlite3 objects are not shared across threads).
 """
 from __future__ import annotations
 
+import copy
 import json
 import sqlite3
 import threading
@@ -51,7 +65,7 @@ from kms.store.base import KeyChanges, KeyCheck
 
 __all__ = ["SQLiteKeyStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE keys (
@@ -151,27 +165,76 @@ CREATE INDEX IF NOT EXISTS grants_by_grantee ON grants(grantee_principal);
 CREATE INDEX IF NOT EXISTS grants_by_retiring ON grants(retiring_principal)
     WHERE retiring_principal IS NOT NULL;
 """,
+    5: """
+ALTER TABLE keys ADD COLUMN region TEXT;
+UPDATE keys SET region = substr(arn, 13, instr(substr(arn, 13), ':') - 1);
+CREATE INDEX keys_by_region ON keys(region, account_id, key_id);
+CREATE TABLE key_replicas (
+    key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    region TEXT NOT NULL,
+    creation_date REAL NOT NULL,
+    description TEXT NOT NULL,
+    key_state TEXT NOT NULL,
+    deletion_date REAL,
+    pending_window_days INTEGER,
+    policy TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    PRIMARY KEY (key_id, region)
+) WITHOUT ROWID;
+CREATE INDEX key_replicas_by_region ON key_replicas(region, key_id);
+ALTER TABLE grants ADD COLUMN region TEXT;
+UPDATE grants SET region = (SELECT region FROM keys WHERE keys.key_id = grants.key_id);
+CREATE TABLE aliases_v5 (
+    region TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    alias_name TEXT NOT NULL,
+    target_key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    creation_date REAL NOT NULL,
+    last_updated_date REAL NOT NULL,
+    PRIMARY KEY (region, account_id, alias_name)
+) WITHOUT ROWID;
+INSERT INTO aliases_v5 SELECT k.region, a.account_id, a.alias_name, a.target_key_id,
+    a.creation_date, a.last_updated_date FROM aliases a JOIN keys k ON k.key_id = a.target_key_id;
+DROP TABLE aliases;
+ALTER TABLE aliases_v5 RENAME TO aliases;
+CREATE INDEX aliases_by_target ON aliases(target_key_id, region);
+""",
 }
 
 _KEY_COLS = ("key_id, arn, account_id, creation_date, description, key_usage, key_spec, origin, "
              "key_manager, key_state, deletion_date, pending_window_days, policy, tags, "
              "current_version, rotation_period_days, next_rotation_date, expiration_model, "
-             "valid_to, material_id, custom_key_store_id")
+             "valid_to, material_id, custom_key_store_id, region")
 _MUTABLE = {"key_state", "deletion_date", "pending_window_days", "description", "policy",
             "tags", "current_version", "rotation_period_days", "next_rotation_date",
             "expiration_model", "valid_to", "material_id"}
+# Columns each region of a multi-Region key has for itself; the rest are shared.
+_REGIONAL = ("creation_date", "description", "key_state", "deletion_date",
+             "pending_window_days", "policy", "tags")
+_ALIAS_COLS = "account_id, alias_name, target_key_id, creation_date, last_updated_date"
 
 
-def _key(row: tuple) -> Key:
+def _key(row: tuple, region: str | None = None, replica: tuple | None = None,
+         replicas: tuple[str, ...] = ()) -> Key:
+    """A key as ``region`` sees it: ``replica`` is its ``key_replicas`` row there (``_REGIONAL``
+    order) when it is not the primary; ``replicas`` lists the replica regions."""
+    row = list(row)
+    primary = row[21]
+    region = region or primary
+    if replica is not None:
+        (row[3], row[4], row[9], row[10], row[11], row[12], row[13]) = replica
+    multi = row[0].startswith("mrk-")
+    arn = f"arn:aws:kms:{region}:{row[2]}:key/{row[0]}" if multi else row[1]
     meta = KeyMetadata(
-        key_id=row[0], arn=row[1], account_id=row[2], creation_date=row[3], description=row[4],
+        key_id=row[0], arn=arn, account_id=row[2], creation_date=row[3], description=row[4],
         key_usage=KeyUsage(row[5]), key_spec=KeySpec(row[6]), origin=Origin(row[7]),
         key_manager=KeyManager(row[8]), key_state=KeyState(row[9]), deletion_date=row[10],
         pending_deletion_window_in_days=row[11], expiration_model=row[17], valid_to=row[18],
-        custom_key_store_id=row[20])
+        custom_key_store_id=row[20], multi_region=multi,
+        primary_region=primary if multi else None, replica_regions=replicas)
     return Key(metadata=meta, policy=row[12], tags=tuple(tuple(t) for t in json.loads(row[13])),
                current_version=row[14], rotation_period_days=row[15],
-               next_rotation_date=row[16], material_id=row[19])
+               next_rotation_date=row[16], material_id=row[19], material_arn=row[1])
 
 
 def _version(row: tuple) -> KeyVersion:
@@ -240,6 +303,24 @@ class SQLiteKeyStore:
             if ver != SCHEMA_VERSION:
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    def for_region(self, region: str) -> SQLiteKeyStore:
+        """A store for ``region``'s namespace on the same database and connections."""
+        if region == self._region:
+            return self
+        sibling = copy.copy(self)
+        sibling._region = region
+        return sibling
+
+    @property
+    def region(self) -> str:
+        return self._region
+
+    def regions(self) -> list[str]:
+        """Every region that holds a key (the scheduler visits each)."""
+        rows = self._con().execute("SELECT region FROM keys UNION SELECT region FROM "
+                                   "key_replicas").fetchall()
+        return sorted(r[0] for r in rows if r[0])
+
     def close(self) -> None:
         self._closed = True
         with self._all_lock:
@@ -253,10 +334,28 @@ class SQLiteKeyStore:
 
     # -- keys --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _read_key(con: sqlite3.Connection, key_id: str) -> Key | None:
+    def _read_key(self, con: sqlite3.Connection, key_id: str) -> Key | None:
         row = con.execute(f"SELECT {_KEY_COLS} FROM keys WHERE key_id=?", (key_id,)).fetchone()
-        return _key(row) if row else None
+        return self._view(con, row) if row else None
+
+    def _view(self, con: sqlite3.Connection, row: tuple) -> Key | None:
+        """The key of a ``keys`` row as this region sees it, or None if it is not here."""
+        if not row[0].startswith("mrk-"):
+            return _key(row) if row[21] == self._region else None
+        replicas = con.execute("SELECT region FROM key_replicas WHERE key_id=? ORDER BY region",
+                               (row[0],)).fetchall()
+        regions = tuple(r[0] for r in replicas)
+        if row[21] == self._region:
+            return _key(row, self._region, None, regions)
+        if self._region not in regions:
+            return None
+        replica = con.execute(f"SELECT {', '.join(_REGIONAL)} FROM key_replicas WHERE key_id=? "
+                              "AND region=?", (row[0], self._region)).fetchone()
+        return _key(row, self._region, tuple(replica), regions)
+
+    def _is_primary_here(self, con: sqlite3.Connection, key_id: str) -> bool:
+        row = con.execute("SELECT region FROM keys WHERE key_id=?", (key_id,)).fetchone()
+        return row is not None and row[0] == self._region
 
     def _must_key(self, con: sqlite3.Connection, key_id: str) -> Key:
         key = self._read_key(con, key_id)
@@ -277,21 +376,22 @@ class SQLiteKeyStore:
         m = key.metadata
         with self._txn() as con:
             con.execute(
-                f"INSERT INTO keys ({_KEY_COLS}) VALUES ({', '.join('?' * 21)})",
+                f"INSERT INTO keys ({_KEY_COLS}) VALUES ({', '.join('?' * 22)})",
                 (m.key_id, m.arn, m.account_id, m.creation_date, m.description,
                  m.key_usage.value, m.key_spec.value, m.origin.value, m.key_manager.value,
                  m.key_state.value, m.deletion_date, m.pending_deletion_window_in_days,
                  key.policy, json.dumps([list(t) for t in key.tags]), key.current_version,
                  key.rotation_period_days, key.next_rotation_date, m.expiration_model,
-                 m.valid_to, key.material_id, m.custom_key_store_id))
+                 m.valid_to, key.material_id, m.custom_key_store_id, self._region))
             if version is not None:
                 self._insert_version(con, version,
                                      "pkcs11" if m.custom_key_store_id is not None else None)
             if alias is not None:
                 try:
-                    con.execute("INSERT INTO aliases VALUES (?,?,?,?,?)",
-                                (m.account_id, alias, m.key_id, m.creation_date,
-                                 m.creation_date))
+                    con.execute(f"INSERT INTO aliases ({_ALIAS_COLS}, region) VALUES "
+                                "(?,?,?,?,?,?)", (m.account_id, alias, m.key_id,
+                                                  m.creation_date, m.creation_date,
+                                                  self._region))
                 except sqlite3.IntegrityError:
                     raise AlreadyExistsException(
                         f"An alias with the name {self._alias_arn(m.account_id, alias)} "
@@ -301,10 +401,12 @@ class SQLiteKeyStore:
         return self._read_key(self._con(), key_id)
 
     def list_keys(self, account_id: str, limit: int, after: str | None) -> list[Key]:
-        rows = self._con().execute(
-            f"SELECT {_KEY_COLS} FROM keys WHERE account_id=? AND key_id>? "
-            "ORDER BY key_id LIMIT ?", (account_id, after or "", limit)).fetchall()
-        return [_key(r) for r in rows]
+        con = self._con()
+        rows = con.execute(
+            f"SELECT {_KEY_COLS} FROM keys WHERE account_id=? AND key_id>? AND (region=? OR "
+            "key_id IN (SELECT key_id FROM key_replicas WHERE region=?)) ORDER BY key_id "
+            "LIMIT ?", (account_id, after or "", self._region, self._region, limit)).fetchall()
+        return [k for k in (self._view(con, r) for r in rows) if k is not None]
 
     def update_key(self, key_id: str, changes: KeyChanges) -> Key:
         with self._txn() as con:
@@ -315,16 +417,23 @@ class SQLiteKeyStore:
             self._set(con, key_id, cols)
             return self._must_key(con, key_id)
 
-    @staticmethod
-    def _set(con: sqlite3.Connection, key_id: str, cols: dict) -> None:
+    def _set(self, con: sqlite3.Connection, key_id: str, cols: dict) -> None:
         bad = set(cols) - _MUTABLE
         if bad:
             raise ValueError(f"immutable columns {sorted(bad)}")
         if "tags" in cols:
             cols["tags"] = json.dumps([list(t) for t in cols["tags"]])
         cols = {k: (v.value if hasattr(v, "value") else v) for k, v in cols.items()}
-        sets = ", ".join(f"{c}=?" for c in cols)
-        con.execute(f"UPDATE keys SET {sets} WHERE key_id=?", (*cols.values(), key_id))
+        if not self._is_primary_here(con, key_id):     # a replica: its own regional fields
+            regional = {k: v for k, v in cols.items() if k in _REGIONAL}
+            cols = {k: v for k, v in cols.items() if k not in _REGIONAL}
+            if regional:
+                sets = ", ".join(f"{c}=?" for c in regional)
+                con.execute(f"UPDATE key_replicas SET {sets} WHERE key_id=? AND region=?",
+                            (*regional.values(), key_id, self._region))
+        if cols:
+            sets = ", ".join(f"{c}=?" for c in cols)
+            con.execute(f"UPDATE keys SET {sets} WHERE key_id=?", (*cols.values(), key_id))
 
     # -- versions ----------------------------------------------------------------------------
 
@@ -375,8 +484,8 @@ class SQLiteKeyStore:
 
     def _read_alias(self, con: sqlite3.Connection, account_id: str,
                     alias_name: str) -> Alias | None:
-        row = con.execute("SELECT * FROM aliases WHERE account_id=? AND alias_name=?",
-                          (account_id, alias_name)).fetchone()
+        row = con.execute(f"SELECT {_ALIAS_COLS} FROM aliases WHERE region=? AND account_id=? "
+                          "AND alias_name=?", (self._region, account_id, alias_name)).fetchone()
         return self._alias(row) if row else None
 
     def get_alias(self, account_id: str, alias_name: str) -> Alias | None:
@@ -384,8 +493,8 @@ class SQLiteKeyStore:
 
     def list_aliases(self, account_id: str, key_id: str | None, limit: int,
                      after: str | None) -> list[Alias]:
-        sql = "SELECT * FROM aliases WHERE account_id=? AND alias_name>?"
-        args: list = [account_id, after or ""]
+        sql = f"SELECT {_ALIAS_COLS} FROM aliases WHERE region=? AND account_id=? AND alias_name>?"
+        args: list = [self._region, account_id, after or ""]
         if key_id is not None:
             sql += " AND target_key_id=?"
             args.append(key_id)
@@ -393,8 +502,8 @@ class SQLiteKeyStore:
         return [self._alias(r) for r in rows.fetchall()]
 
     def _check_alias_quota(self, con: sqlite3.Connection, key: Key, max_per_key: int) -> None:
-        (n,) = con.execute("SELECT COUNT(*) FROM aliases WHERE target_key_id=?",
-                           (key.key_id,)).fetchone()
+        (n,) = con.execute("SELECT COUNT(*) FROM aliases WHERE target_key_id=? AND region=?",
+                           (key.key_id, self._region)).fetchone()
         if n >= max_per_key:
             raise LimitExceededException(
                 f"Key {key.arn} already has the maximum of {max_per_key} aliases")
@@ -409,8 +518,8 @@ class SQLiteKeyStore:
                     f"An alias with the name {self._alias_arn(account_id, alias_name)} "
                     "already exists")
             self._check_alias_quota(con, key, max_per_key)
-            con.execute("INSERT INTO aliases VALUES (?,?,?,?,?)",
-                        (account_id, alias_name, target_key_id, now, now))
+            con.execute(f"INSERT INTO aliases ({_ALIAS_COLS}, region) VALUES (?,?,?,?,?,?)",
+                        (account_id, alias_name, target_key_id, now, now, self._region))
             return self._read_alias(con, account_id, alias_name)  # type: ignore[return-value]
 
     def update_alias(self, account_id: str, alias_name: str, target_key_id: str, now: float,
@@ -423,8 +532,8 @@ class SQLiteKeyStore:
             check(key)
             self._check_alias_quota(con, key, max_per_key)
             con.execute("UPDATE aliases SET target_key_id=?, last_updated_date=? "
-                        "WHERE account_id=? AND alias_name=?",
-                        (target_key_id, now, account_id, alias_name))
+                        "WHERE region=? AND account_id=? AND alias_name=?",
+                        (target_key_id, now, self._region, account_id, alias_name))
             return self._read_alias(con, account_id, alias_name)  # type: ignore[return-value]
 
     def delete_alias(self, account_id: str, alias_name: str) -> Alias:
@@ -433,22 +542,48 @@ class SQLiteKeyStore:
             if alias is None:
                 raise NotFoundException(
                     f"Alias {self._alias_arn(account_id, alias_name)} is not found.")
-            con.execute("DELETE FROM aliases WHERE account_id=? AND alias_name=?",
-                        (account_id, alias_name))
+            con.execute("DELETE FROM aliases WHERE region=? AND account_id=? AND alias_name=?",
+                        (self._region, account_id, alias_name))
             return alias
 
     # -- deletion ----------------------------------------------------------------------------
 
     def due_deletions(self, now: float) -> list[Key]:
-        rows = self._con().execute(
-            f"SELECT {_KEY_COLS} FROM keys WHERE key_state=? AND deletion_date<=? "
-            "ORDER BY deletion_date", (KeyState.PENDING_DELETION.value, now)).fetchall()
-        return [_key(r) for r in rows]
+        con = self._con()
+        rows = con.execute(
+            f"SELECT {_KEY_COLS} FROM keys WHERE key_state=? AND deletion_date<=? AND region=? "
+            "UNION ALL "
+            f"SELECT {_KEY_COLS} FROM keys WHERE key_id IN (SELECT key_id FROM key_replicas "
+            "WHERE region=? AND key_state=? AND deletion_date<=?)",
+            (KeyState.PENDING_DELETION.value, now, self._region, self._region,
+             KeyState.PENDING_DELETION.value, now)).fetchall()
+        keys = [k for k in (self._view(con, r) for r in rows) if k is not None]
+        return sorted(keys, key=lambda k: k.metadata.deletion_date or 0)
 
-    def delete_key(self, key_id: str, check: KeyCheck) -> list[KeyVersion]:
-        """Delete the key, its versions and its aliases; returns the versions destroyed."""
+    def delete_key(self, key_id: str, check: KeyCheck,
+                   now: float | None = None) -> list[KeyVersion]:
+        """Delete the key, its versions and its aliases; returns the versions destroyed.
+        A multi-Region replica goes alone (its region's aliases and grants with it); the
+        material stays with the primary. If that was the last replica of a primary waiting in
+        PendingReplicaDeletion, the primary's own waiting period starts at ``now``."""
         with self._txn() as con:
             check(self._must_key(con, key_id))
+            if not self._is_primary_here(con, key_id):
+                con.execute("DELETE FROM aliases WHERE target_key_id=? AND region=?",
+                            (key_id, self._region))
+                con.execute("DELETE FROM grants WHERE key_id=? AND region=?",
+                            (key_id, self._region))
+                con.execute("DELETE FROM key_replicas WHERE key_id=? AND region=?",
+                            (key_id, self._region))
+                left = con.execute("SELECT COUNT(*) FROM key_replicas WHERE key_id=?",
+                                   (key_id,)).fetchone()[0]
+                state, days = con.execute("SELECT key_state, pending_window_days FROM keys "
+                                          "WHERE key_id=?", (key_id,)).fetchone()
+                if left == 0 and state == KeyState.PENDING_REPLICA_DELETION.value:
+                    con.execute("UPDATE keys SET key_state=?, deletion_date=? WHERE key_id=?",
+                                (KeyState.PENDING_DELETION.value,
+                                 (now or 0) + (days or 30) * 86400.0, key_id))
+                return []
             versions = [_version(r) for r in con.execute(
                 "SELECT key_id, version, creation_date, rotation_type, material "
                 "FROM key_versions WHERE key_id=?", (key_id,)).fetchall()]
@@ -457,20 +592,68 @@ class SQLiteKeyStore:
             con.execute("DELETE FROM keys WHERE key_id=?", (key_id,))
             return versions
 
+    # -- multi-Region keys (kms.service replicate_key / update_primary_region) ---------------
+
+    def create_replica(self, key_id: str, region: str, check: KeyCheck, *, now: float,
+                       description: str, policy: str, tags: tuple[tuple[str, str], ...]
+                       ) -> Key:
+        """Add ``region``'s replica of this region's primary ``key_id`` after ``check``;
+        returns the replica as ``region`` sees it. AlreadyExistsException if the key is there."""
+        with self._txn() as con:
+            primary = self._must_key(con, key_id)
+            check(primary)
+            if region == primary.metadata.primary_region or region in \
+                    primary.metadata.replica_regions:
+                raise AlreadyExistsException(
+                    f"Multi-Region key {key_id} already exists in region {region}.")
+            con.execute(f"INSERT INTO key_replicas (key_id, region, {', '.join(_REGIONAL)}) "
+                        "VALUES (?,?,?,?,?,?,?,?,?)",
+                        (key_id, region, now, description, KeyState.ENABLED.value, None, None,
+                         policy, json.dumps([list(t) for t in tags])))
+            return self.for_region(region)._must_key(con, key_id)
+
+    def update_primary_region(self, key_id: str, region: str, check: KeyCheck) -> None:
+        """Swap roles: ``region``'s replica becomes the primary, this region's primary a
+        replica (each keeps its own regional fields)."""
+        with self._txn() as con:
+            key = self._must_key(con, key_id)
+            check(key)
+            if region not in key.metadata.replica_regions:
+                raise NotFoundException(
+                    f"Multi-Region key {key_id} has no replica in region {region}.")
+            cols = ", ".join(_REGIONAL)
+            mine = con.execute(f"SELECT {cols} FROM keys WHERE key_id=?", (key_id,)).fetchone()
+            theirs = con.execute(f"SELECT {cols} FROM key_replicas WHERE key_id=? AND region=?",
+                                 (key_id, region)).fetchone()
+            con.execute("DELETE FROM key_replicas WHERE key_id=? AND region=?",
+                        (key_id, region))
+            con.execute(f"INSERT INTO key_replicas (key_id, region, {cols}) VALUES "
+                        "(?,?,?,?,?,?,?,?,?)", (key_id, self._region, *mine))
+            sets = ", ".join(f"{c}=?" for c in _REGIONAL)
+            con.execute(f"UPDATE keys SET {sets}, region=? WHERE key_id=?",
+                        (*theirs, region, key_id))
+
+    def has_replicas(self, key_id: str) -> bool:
+        return self._con().execute("SELECT 1 FROM key_replicas WHERE key_id=? LIMIT 1",
+                                   (key_id,)).fetchone() is not None
+
     # -- automatic rotation and imported material (kms.lifecycle) ------------------------------
 
     def due_rotations(self, now: float) -> list[Key]:
-        rows = self._con().execute(
+        # Only primaries: a multi-Region key rotates in its primary region, for every replica.
+        con = self._con()
+        rows = con.execute(
             f"SELECT {_KEY_COLS} FROM keys WHERE key_state=? AND rotation_period_days IS NOT "
-            "NULL AND next_rotation_date<=? ORDER BY next_rotation_date",
-            (KeyState.ENABLED.value, now)).fetchall()
-        return [_key(r) for r in rows]
+            "NULL AND next_rotation_date<=? AND region=? ORDER BY next_rotation_date",
+            (KeyState.ENABLED.value, now, self._region)).fetchall()
+        return [k for k in (self._view(con, r) for r in rows) if k is not None]
 
     def due_expirations(self, now: float) -> list[Key]:
-        rows = self._con().execute(
-            f"SELECT {_KEY_COLS} FROM keys WHERE valid_to<=? ORDER BY valid_to",
-            (now,)).fetchall()
-        return [_key(r) for r in rows]
+        con = self._con()
+        rows = con.execute(
+            f"SELECT {_KEY_COLS} FROM keys WHERE valid_to<=? AND region=? ORDER BY valid_to",
+            (now, self._region)).fetchall()
+        return [k for k in (self._view(con, r) for r in rows) if k is not None]
 
     def put_import_token(self, token_id: str, key_id: str, wrapping_algorithm: str,
                          wrapping_key_spec: str, private_key: bytes, valid_to: float,
@@ -620,21 +803,21 @@ class SQLiteKeyStore:
         """Insert a grant row (``_GRANT_COLS`` order) after ``check(key)`` passes."""
         with self._txn() as con:
             check(self._must_key(con, row[1]))
-            (n,) = con.execute("SELECT COUNT(*) FROM grants WHERE key_id=?",
-                               (row[1],)).fetchone()
+            (n,) = con.execute("SELECT COUNT(*) FROM grants WHERE key_id=? AND region=?",
+                               (row[1], self._region)).fetchone()
             if n >= max_per_key:
                 raise LimitExceededException(
                     f"The key has reached its limit of {max_per_key} grants.")
-            con.execute(f"INSERT INTO grants ({self._GRANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                        row)
+            con.execute(f"INSERT INTO grants ({self._GRANT_COLS}, region) VALUES "
+                        "(?,?,?,?,?,?,?,?,?,?)", (*row, self._region))
 
     def get_grant(self, grant_id: str) -> tuple | None:
-        return self._con().execute(f"SELECT {self._GRANT_COLS} FROM grants WHERE grant_id=?",
-                                   (grant_id,)).fetchone()
+        return self._con().execute(f"SELECT {self._GRANT_COLS} FROM grants WHERE grant_id=? "
+                                   "AND region=?", (grant_id, self._region)).fetchone()
 
     def list_grants(self, *, key_id: str | None = None, grantee: str | None = None,
                     retiring: str | None = None) -> list[tuple]:
-        where, args = [], []
+        where, args = ["region=?"], [self._region]
         for col, val in (("key_id", key_id), ("grantee_principal", grantee),
                          ("retiring_principal", retiring)):
             if val is not None:
@@ -647,7 +830,8 @@ class SQLiteKeyStore:
 
     def delete_grant(self, grant_id: str) -> bool:
         with self._txn() as con:
-            return con.execute("DELETE FROM grants WHERE grant_id=?", (grant_id,)).rowcount > 0
+            return con.execute("DELETE FROM grants WHERE grant_id=? AND region=?",
+                               (grant_id, self._region)).rowcount > 0
 
     def rewrap_all(self, versions: Callable[[Key, KeyVersion], bytes | None],
                    import_keys: Callable[[str, str, bytes], bytes],

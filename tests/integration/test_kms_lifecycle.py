@@ -527,6 +527,8 @@ def test_version_1_database_still_opens(tmp_path, clock, sink):
         DROP TABLE import_tokens;
         DROP TABLE custom_key_stores;
         DROP TABLE settings;
+        DROP TABLE grants;
+        DROP TABLE key_replicas;
         CREATE TABLE keys_v1 AS SELECT key_id, arn, account_id, creation_date, description,
             key_usage, key_spec, origin, key_manager, key_state, deletion_date,
             pending_window_days, policy, tags, current_version FROM keys;

@@ -88,7 +88,7 @@ def test_create_and_describe(kms):
     ({"tags": [{"TagKey": "", "TagValue": "v"}]}, TagException),
     ({"tags": [{"TagKey": "a", "TagValue": "v"}, {"TagKey": "a", "TagValue": "w"}]},
      TagException),
-    ({"multi_region": True}, UnsupportedOperationException),
+    ({"multi_region": True, "origin": "EXTERNAL"}, UnsupportedOperationException),
 ])
 def test_create_key_validation(kms, kw, err):
     with pytest.raises(err):
