@@ -176,7 +176,7 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
     table: dict[str, Credential] = {root.credential.access_key_id: root.credential}
     app[CREDENTIALS] = table
-    identity = IdentityStore.open(cfg.data_dir)
+    identity = IdentityStore.open(cfg.data_dir, key_file=cfg.iam_key_file)
     identity.ensure_account(root.credential.account_id)
     app[IDENTITY] = identity
 

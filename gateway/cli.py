@@ -99,12 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=env_default("data_dir", "./coffer-data"),
                    help="data directory (COFFER_DATA_DIR, default ./coffer-data)")
+    p.add_argument("--iam-key-file", default=env_default("iam_key_file"),
+                   help="key sealing stored IAM secret keys, kept outside the data dir "
+                        "(COFFER_IAM_KEY_FILE, default <data-dir>.iam.key)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     domains = args.domain or [d for d in (env_default("domain", "localhost") or "").split(",")
                               if d]
     return Config(host=args.host, port=args.port, data_dir=Path(args.data_dir),
+                  iam_key_file=Path(args.iam_key_file) if args.iam_key_file else None,
                   region=args.region, tls=bool(args.tls or args.tls_cert),
                   regions=tuple(r.strip() for r in args.regions.split(",") if r.strip())
                   if getattr(args, "regions", None) else None,
@@ -180,7 +184,8 @@ def account(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     root = load_or_create_root(data_dir)
-    store = IdentityStore.open(data_dir)
+    store = IdentityStore.open(data_dir, key_file=Path(args.iam_key_file)
+                               if args.iam_key_file else None)
     try:
         store.ensure_account(root.credential.account_id)
         if args.account_command == "create":

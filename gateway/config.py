@@ -30,6 +30,8 @@ class Config:
     tls_key: Path | None = None
     # Host names under which virtual-host-style addressing is recognised (bucket.<domain>).
     domains: tuple[str, ...] = ("localhost",)
+    # Seals stored IAM secret keys; None: <data_dir>.iam.key, beside (never inside) the data dir.
+    iam_key_file: Path | None = None
     root_access_key: str | None = None
     root_secret_key: str | None = field(default=None, repr=False)
     # Allowed difference between a request's signing time and ours (AWS: 15 minutes).

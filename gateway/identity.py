@@ -1,7 +1,10 @@
 """The identity store: accounts, IAM users, access keys and their policies (SQLite, WAL).
 
-Layout: ``<data_dir>/iam/iam.db`` and ``<data_dir>/iam/secret.key`` (32 random bytes, 0600; its
-place can be moved with ``key_file=`` so the database alone never yields a usable secret).
+Layout: ``<data_dir>/iam/iam.db``, and the key that seals every stored secret access key
+(32 random bytes, 0600) *outside* the data dir, so that the data dir alone (a copy, a backup)
+never yields a usable secret: by default ``<data_dir>.iam.key`` beside it, or ``key_file=``
+(``--iam-key-file`` / ``COFFER_IAM_KEY_FILE``). A data dir made before this rule keeps its
+``<data_dir>/iam/secret.key`` until it is moved out.
 
 Schema v1 (``meta.format = 1``; an unknown format is refused)::
 
@@ -186,6 +189,16 @@ def _load_key(path: Path) -> bytes:
     return key
 
 
+def default_key_file(data_dir: Path) -> Path:
+    """``<data_dir>.iam.key`` beside the data dir; the legacy in-dir file if one exists."""
+    legacy = data_dir / "iam" / "secret.key"
+    if legacy.exists():
+        log.warning("%s lies inside the data dir: move it out and pass --iam-key-file", legacy)
+        return legacy
+    resolved = data_dir.resolve()
+    return resolved.with_name(resolved.name + ".iam.key")
+
+
 class IdentityStore:
     """Accounts, users, access keys and policies of one data dir. Thread-safe."""
 
@@ -206,10 +219,11 @@ class IdentityStore:
         root = Path(data_dir) / "iam"
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         db_path = root / "iam.db"
-        if db_path.exists() and not (key_file or root / "secret.key").exists():
-            raise ValueError(f"{root / 'secret.key'} is missing: stored access keys cannot "
-                             "be opened")
-        key = _load_key(key_file or root / "secret.key")
+        key_file = key_file or default_key_file(Path(data_dir))
+        if db_path.exists() and not key_file.exists():
+            raise ValueError(f"{key_file} is missing: stored access keys cannot be opened "
+                             "(give its place with --iam-key-file / COFFER_IAM_KEY_FILE)")
+        key = _load_key(key_file)
         conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None,
                                timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")

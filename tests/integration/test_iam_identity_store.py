@@ -30,8 +30,12 @@ def test_layout_and_secret_sealing(tmp_path, store):
     new = store.create_access_key(A, "alice")
     secret = new.secret_access_key
     assert "secret" not in repr(new) and secret not in repr(new)
-    key_file = tmp_path / "iam" / "secret.key"
+    key_file = tmp_path.resolve().with_name(tmp_path.name + ".iam.key")
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    # The sealing key lives beside the data dir, never in it: the data dir alone (a copy, a
+    # backup) holds nothing that opens a stored secret.
+    key = key_file.read_bytes()
+    assert not any(key in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     store.close()
     raw = b"".join((tmp_path / "iam" / n).read_bytes() for n in ("iam.db",)
                    if (tmp_path / "iam" / n).exists())

@@ -258,3 +258,19 @@ def test_second_account_via_cli(server):
     root_iam = make_client(server, "iam")
     assert name not in [u["UserName"] for u in root_iam.list_users()["Users"]]
     assert iam2.get_user(UserName=name)["User"]["Arn"] == f"arn:aws:iam::{account}:user/{name}"
+
+
+def test_data_dir_alone_yields_no_secret(server, iam):
+    user = _name()
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    secret = key["SecretAccessKey"].encode()
+    sealing = server.data_dir.resolve().with_name(server.data_dir.name + ".iam.key")
+    assert sealing.exists()
+    seal_key = sealing.read_bytes()
+    for path in server.data_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret not in data and seal_key not in data, path
+    iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+    iam.delete_user(UserName=user)
