@@ -122,6 +122,7 @@ async def _s3(request: web.Request, note: dict) -> web.StreamResponse:
     if handler is None:
         raise S3Error("NotImplemented")
     region = await _request_region(request.app[STORE], cfg, ctx, op)
+    note["region"] = region
     call = S3Call(request=request, op=op, auth=ctx, store=request.app[STORE], config=cfg,
                   envelope=request.app[ENVELOPE].in_region(region), region=region)
     return await handler(call)

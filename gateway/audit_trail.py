@@ -152,6 +152,7 @@ class AuditTrail:
             if h in request.headers:
                 params[h] = request.headers[h]
         rec = self._base(request, cred, "s3.amazonaws.com", name)
+        rec["awsRegion"] = note.get("region") or self.region   # the bucket's region
         rec["requestParameters"] = params
         rec["responseElements"] = None
         out_bytes = 0

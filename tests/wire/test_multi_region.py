@@ -14,6 +14,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from kms.audit import read_trail
+
 from tests.wire.conftest import make_client
 
 EU = "eu-west-1"
@@ -146,10 +148,15 @@ def test_regional_buckets_and_cross_region_copy(server, kms_a, kms_b):
     with pytest.raises(ClientError) as exc:
         s3_b.put_object(Bucket=dst, Key="bad", Body=b"x", ServerSideEncryption="aws:kms",
                         SSEKMSKeyId=single)
-    assert "NotFound" in code(exc) or "KMS" in code(exc)
+    assert code(exc) == "KMS.NotFoundException"
     out = s3_b.copy_object(Bucket=dst, Key="copy", CopySource={"Bucket": src, "Key": "obj"},
                            ServerSideEncryption="aws:kms", SSEKMSKeyId=key_id)
     assert f":{EU}:" in out["SSEKMSKeyId"]
     got = s3_b.get_object(Bucket=dst, Key="copy")
     assert got["Body"].read() == b"payload"
     assert f":{EU}:" in got["SSEKMSKeyId"]
+    # Audited in the bucket's region, and so are the KMS calls S3 made for it.
+    rid = got["ResponseMetadata"]["RequestId"]
+    linked = [r for r in read_trail(server.data_dir / "audit") if r.get("requestID") == rid]
+    assert {r["eventName"] for r in linked} >= {"GetObject", "Decrypt"}
+    assert {r["awsRegion"] for r in linked} == {EU}
