@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from kms import params as P
 from kms.audit import AuditEvent
+from kms.audit.sinks import read_trail
 from kms.crypto import import_wrap
 from kms.crypto.aead import CryptoError
 from kms.errors import (DisabledException, ExpiredImportTokenException,
@@ -124,6 +125,24 @@ def _material_id(key_arn: str, material: bytes) -> str:
     [DG/importing-keys "reimport the same key material"]."""
     return hashlib.sha256(b"coffer-kmid/1\x00" + key_arn.encode() + b"\x00" + material
                           ).hexdigest()
+
+
+# The operations GetKeyLastUsage tracks (botocore: KeyLastUsageTrackingOperation).
+_TRACKED_OPERATIONS = frozenset({
+    "Decrypt", "DeriveSharedSecret", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext", "GenerateMac",
+    "ReEncrypt", "Sign", "Verify", "VerifyMac"})
+
+
+def _trail_records(sink: Any):
+    inner = getattr(sink, "inner", sink)            # FailOpenSink wraps the trail
+    if getattr(inner, "audit_dir", None) is not None:
+        return read_trail(inner.audit_dir)
+    return list(getattr(inner, "records", ()))
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class LifecycleOps:
@@ -285,6 +304,32 @@ class LifecycleOps:
                 return {"tags": tuple((n, v) for n, v in k.tags if n not in drop)}
             self._store.update_key(key.key_id, change)
             return {}
+
+    def get_key_last_usage(self: KMS, caller: Caller, key_id: str) -> dict[str, Any]:
+        """The last successful cryptographic operation with the key, read from the audit
+        trail (every call is recorded there before it returns). TrackingStartDate is when the
+        trail's oldest record was written, or the key's creation if later."""
+        with self._call(caller, "GetKeyLastUsage", {"keyId": P.s(key_id)},
+                        read_only=True) as call:
+            key = self._resolve(call, key_id, "GetKeyLastUsage")
+            records = list(_trail_records(self._audit))
+            last = None
+            for rec in records:
+                if (rec.get("eventName") in _TRACKED_OPERATIONS and not rec.get("errorCode")
+                        and any(r.get("ARN") == key.arn for r in rec.get("resources") or ())):
+                    if last is None or rec.get("eventTime", "") >= last.get("eventTime", ""):
+                        last = rec
+            oldest = min((r.get("eventTime", "") for r in records), default="")
+            created = float(key.metadata.creation_date)
+            tracking = max(created, _epoch(oldest) if oldest else created)
+            out: dict[str, Any] = {"KeyId": key.arn, "KeyCreationDate": created,
+                                   "TrackingStartDate": tracking}
+            if last is not None:
+                out["KeyLastUsage"] = {
+                    "Operation": last["eventName"], "Timestamp": _epoch(last["eventTime"]),
+                    "CloudTrailEventId": last.get("eventID", ""),
+                    "KmsRequestId": last.get("requestID", "")}
+            return out
 
     def list_resource_tags(self: KMS, caller: Caller, key_id: str, *, limit: int | None = None,
                            marker: str | None = None) -> dict[str, Any]:

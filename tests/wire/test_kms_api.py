@@ -153,3 +153,16 @@ def test_dry_run(kms):
 def test_request_id_header(kms):
     out = kms.list_keys()
     assert out["ResponseMetadata"]["RequestId"]
+
+
+def test_get_key_last_usage(kms):
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    first = kms.get_key_last_usage(KeyId=key_id)
+    assert "KeyLastUsage" not in first and first["KeyCreationDate"]
+    kms.encrypt(KeyId=key_id, Plaintext=b"x")
+    blob = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")["CiphertextBlob"]
+    with pytest.raises(ClientError):
+        kms.decrypt(CiphertextBlob=blob, EncryptionContext={"wrong": "context"})
+    usage = kms.get_key_last_usage(KeyId=key_id)["KeyLastUsage"]
+    assert usage["Operation"] == "GenerateDataKey"        # the failed Decrypt does not count
+    assert usage["CloudTrailEventId"] and usage["KmsRequestId"]
