@@ -6,7 +6,6 @@ import sqlite3
 
 import pytest
 
-from kms.audit import MemorySink
 from kms.errors import (AccessDeniedException, AlreadyExistsException, KMSInvalidStateException,
                         NotFoundException, UnsupportedOperationException, ValidationException)
 from kms.model import Caller
@@ -20,28 +19,6 @@ T0, DAY = 1_700_000_000.0, 86400.0
 A, B, C = "us-east-1", "eu-west-1", "ap-south-1"
 
 
-class Clock:
-    t = T0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def sink():
-    return MemorySink()
-
-
-@pytest.fixture
-def kms(tmp_path, clock, sink):
-    k = KMS.open(tmp_path, clock=clock, audit=sink)
-    yield k
-    k.close()
 
 
 def mrk(kms: KMS) -> str:

@@ -31,29 +31,6 @@ T0 = 1_700_000_000.0
 DAY = 86400.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def sink():
-    return MemorySink()
-
-
-@pytest.fixture
-def kms(tmp_path, clock, sink):
-    k = KMS.open(tmp_path, clock=clock, audit=sink)
-    yield k
-    k.close()
 
 
 def new_key(kms: KMS, caller: Caller = ALICE, **kw) -> dict:
