@@ -694,21 +694,25 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
         with self._call(caller, "UpdateAlias",
                         {"aliasName": P.s(alias_name), "targetKeyId": P.s(target_key_id)},
                         read_only=False) as call:
-            validate_alias_name(alias_name)
-            current = self._store.get_alias(caller.account_id, alias_name)
-            if current is None:
-                raise NotFoundException(
-                    f"Alias {alias_arn(self.region, caller.account_id, alias_name)} is not "
-                    "found.")
-            old = self._store.get_key(current.target_key_id)
-            if old is not None:
-                call.keys.append(old)
-                self._authorize(call, "UpdateAlias", old)
+            self._authorize_alias_change(call, alias_name, "UpdateAlias")
             key = self._alias_target(call, target_key_id, "UpdateAlias")
             # Footnote 10: the current target may be pending deletion, the new one may not.
             self._store.update_alias(caller.account_id, alias_name, key.key_id, self._clock(),
                                      self._require_not_pending_deletion, MAX_ALIASES_PER_KEY)
             return {}
+
+    def _authorize_alias_change(self, call: _Call, alias_name: str, action: str) -> None:
+        """An existing alias may be moved or deleted by whoever may do so on its current key."""
+        account = call.caller.account_id
+        validate_alias_name(alias_name)
+        current = self._store.get_alias(account, alias_name)
+        if current is None:
+            raise NotFoundException(
+                f"Alias {alias_arn(self.region, account, alias_name)} is not found.")
+        key = self._store.get_key(current.target_key_id)
+        if key is not None:
+            call.keys.append(key)
+            self._authorize(call, action, key)
 
     def _alias_target(self, call: _Call, target_key_id: object, action: str) -> Key:
         ref = parse_key_ref(target_key_id, self.region, param="targetKeyId")
@@ -719,16 +723,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
     def delete_alias(self, caller: Caller, alias_name: str) -> dict[str, Any]:
         with self._call(caller, "DeleteAlias", {"aliasName": P.s(alias_name)},
                         read_only=False) as call:
-            validate_alias_name(alias_name)
-            current = self._store.get_alias(caller.account_id, alias_name)
-            if current is None:
-                raise NotFoundException(
-                    f"Alias {alias_arn(self.region, caller.account_id, alias_name)} is not "
-                    "found.")
-            key = self._store.get_key(current.target_key_id)
-            if key is not None:
-                call.keys.append(key)
-                self._authorize(call, "DeleteAlias", key)
+            self._authorize_alias_change(call, alias_name, "DeleteAlias")
             self._store.delete_alias(caller.account_id, alias_name)
             return {}
 
