@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import quote, unquote_to_bytes
 
-from gateway.auth.types import AuthContext, CredentialLookup, StreamSigning
+from gateway.auth.types import AuthContext, Credential, CredentialLookup, StreamSigning
 from gateway.s3.errors import S3Error
 
 __all__ = [
@@ -325,17 +325,22 @@ def authenticate_header(method: str, raw_path: str, raw_query: str,
     creq = "\n".join([
         method.upper(), canonical_uri(raw_path, scope.service), canonical_query(raw_query),
         canonical_headers(index, signed), ";".join(signed), payload_hash])
+    return _verified(cred, scope, amz_date, creq, provided, payload_hash, "sigv4-header")
+
+
+def _verified(cred: Credential, scope: _Scope, amz_date: str, creq: str, provided: str,
+              payload_hash: str, method: str) -> AuthContext:
+    """Compare ``provided`` with the signature of ``creq`` (constant time) -> AuthContext."""
     sts = string_to_sign(amz_date, scope.text, creq)
     key = signing_key(cred.secret_access_key, scope.date, scope.region, scope.service)
     expected = sign(key, sts)
     if not hmac.compare_digest(expected.encode(), provided.lower().encode()):
         raise _mismatch(scope.access_key, sts, creq, provided)
-
     stream = None
     if payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
         stream = StreamSigning(signing_key=key, amz_date=amz_date, scope=scope.text,
                                seed_signature=expected)
-    return AuthContext(credential=cred, method="sigv4-header", service=scope.service,
+    return AuthContext(credential=cred, method=method, service=scope.service,
                        region=scope.region, payload_hash=payload_hash, signing=stream)
 
 
@@ -412,17 +417,7 @@ def authenticate_query(method: str, raw_path: str, raw_query: str,
         method.upper(), canonical_uri(raw_path, scope.service),
         canonical_query(raw_query, drop_signature=True),
         canonical_headers(index, signed), ";".join(signed), payload_hash])
-    sts = string_to_sign(amz_date, scope.text, creq)
-    key = signing_key(cred.secret_access_key, scope.date, scope.region, scope.service)
-    expected = sign(key, sts)
-    if not hmac.compare_digest(expected.encode(), provided.lower().encode()):
-        raise _mismatch(scope.access_key, sts, creq, provided)
-    stream = None
-    if payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
-        stream = StreamSigning(signing_key=key, amz_date=amz_date, scope=scope.text,
-                               seed_signature=expected)
-    return AuthContext(credential=cred, method="sigv4-query", service=scope.service,
-                       region=scope.region, payload_hash=payload_hash, signing=stream)
+    return _verified(cred, scope, amz_date, creq, provided, payload_hash, "sigv4-query")
 
 
 def scope_service(credential: str) -> str | None:
