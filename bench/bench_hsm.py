@@ -15,8 +15,6 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,6 +23,7 @@ from kms.audit import MemorySink  # noqa: E402
 from kms.crypto.aead import AEADKey  # noqa: E402
 from kms.crypto.pkcs11 import Token, TokenConfig  # noqa: E402
 from kms.model import Caller  # noqa: E402
+from bench.bench_kms import run as calls_per_second  # noqa: E402
 from kms.rootkeys import HSMSettings  # noqa: E402
 from kms.service import KMS  # noqa: E402
 from tests.softhsm import start_softhsm  # noqa: E402
@@ -35,22 +34,8 @@ CLUSTER = "cluster-test0000000a"
 
 
 def timed(fn, calls: int, threads: int = 1) -> float:
-    """Seconds per call."""
-    per = max(calls // threads, 1)
-    barrier = threading.Barrier(threads + 1)
-
-    def worker() -> None:
-        barrier.wait()
-        for _ in range(per):
-            fn()
-    ts = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in ts:
-        t.join()
-    return (time.perf_counter() - t0) / (per * threads)
+    """Seconds per call (the thread harness of bench_kms)."""
+    return 1.0 / calls_per_second(fn, max(calls, threads), threads)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from kms.crypto.rootkey import PKCS11RootKey, RootKeyError
 from kms.model import Caller
 from kms.rootkeys import HSMSettings, init_hsm, migrate_root_to_pkcs11
 from kms.service import KMS
-from tests.integration.test_kms_lifecycle import wrap
+from tests.crypto_outside import wrap_import_material
 
 ACCT = "111122223333"
 ALICE = Caller(f"arn:aws:iam::{ACCT}:root", ACCT, request_id="req-1")  # authz is not the subject
@@ -26,7 +26,7 @@ TOKEN = "coffer-root"
 def import_material(kms: KMS, key_id: str, material: bytes, **kw) -> dict:
     params = kms.get_parameters_for_import(ALICE, key_id, "RSAES_OAEP_SHA_256", "RSA_2048")
     return kms.import_key_material(ALICE, key_id, params["ImportToken"],
-                                   wrap(params, material, "RSAES_OAEP_SHA_256"), **kw)
+                                   wrap_import_material(params, material, "RSAES_OAEP_SHA_256"), **kw)
 ROOT = Path(__file__).resolve().parents[2]
 
 

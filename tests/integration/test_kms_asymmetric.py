@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from kms.audit import MemorySink
 from kms.crypto import asym
@@ -21,6 +21,7 @@ from kms.errors import (CustomKeyStoreNotFoundException, DisabledException,
                         KMSInvalidStateException, UnsupportedOperationException,
                         ValidationException)
 from kms.model import Caller
+from tests.crypto_outside import verify_outside
 from tests.kms_policies import KMS_ADMIN
 from kms.service import KMS
 
@@ -28,7 +29,6 @@ ACCT = "111122223333"
 ALICE = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT, request_id="req-1",
                identity_policies=KMS_ADMIN)
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "kms_asym.json").read_text())
-HASH = {"SHA_256": hashes.SHA256, "SHA_384": hashes.SHA384, "SHA_512": hashes.SHA512}
 RSA_SIGNING = [f"{f}_SHA_{n}" for f in ("RSASSA_PSS", "RSASSA_PKCS1_V1_5") for n in (256, 384, 512)]
 EC_SIGNING = {"ECC_NIST_P256": "ECDSA_SHA_256", "ECC_NIST_P384": "ECDSA_SHA_384",
               "ECC_NIST_P521": "ECDSA_SHA_512", "ECC_SECG_P256K1": "ECDSA_SHA_256",
@@ -64,22 +64,6 @@ def new_key(kms, spec, usage):
     return kms.create_key(ALICE, key_spec=spec, key_usage=usage)["KeyMetadata"]
 
 
-def external_verify(public_der: bytes, alg: str, message: bytes, sig: bytes,
-                    digest: bool = False) -> None:
-    """Verify with cryptography only (raises InvalidSignature)."""
-    pub = serialization.load_der_public_key(public_der)
-    if alg == "ED25519_SHA_512":
-        assert isinstance(pub, ed25519.Ed25519PublicKey)
-        pub.verify(sig, message)
-        return
-    h = HASH[alg[-7:]]()
-    chosen = utils.Prehashed(h) if digest else h
-    if alg.startswith("RSASSA_PSS"):
-        pub.verify(sig, message, padding.PSS(padding.MGF1(h), salt_length=h.digest_size), chosen)
-    elif alg.startswith("RSASSA_PKCS1"):
-        pub.verify(sig, message, padding.PKCS1v15(), chosen)
-    else:
-        pub.verify(sig, message, ec.ECDSA(chosen))
 
 
 # -- known-answer vectors of the crypto room -----------------------------------------------------
@@ -166,12 +150,12 @@ def test_ecc_sign_verify_outside(kms, spec):
                                                                            [alg])
     out = kms.sign(ALICE, md["KeyId"], MSG, alg)
     assert out["SigningAlgorithm"] == alg and out["KeyId"] == md["Arn"]
-    external_verify(pub["PublicKey"], alg, MSG, out["Signature"])
+    verify_outside(pub["PublicKey"], alg, MSG, out["Signature"])
     assert kms.verify(ALICE, md["KeyId"], MSG, out["Signature"], alg)["SignatureValid"] is True
     if alg != "ED25519_SHA_512":
         digest = hashlib.new(alg[-7:].replace("_", "").lower(), MSG).digest()
         sig = kms.sign(ALICE, md["KeyId"], digest, alg, message_type="DIGEST")["Signature"]
-        external_verify(pub["PublicKey"], alg, MSG, sig)
+        verify_outside(pub["PublicKey"], alg, MSG, sig)
         kms.verify(ALICE, md["KeyId"], digest, sig, alg, message_type="DIGEST")
         with pytest.raises(ValidationException, match="Digest is invalid length"):
             kms.sign(ALICE, md["KeyId"], digest[:-1], alg, message_type="DIGEST")
@@ -187,11 +171,11 @@ def test_rsa_sign_every_algorithm_outside(kms):
     for alg in RSA_SIGNING:
         sig = kms.sign(ALICE, md["KeyId"], MSG, alg)["Signature"]
         assert len(sig) == 256
-        external_verify(pub, alg, MSG, sig)
+        verify_outside(pub, alg, MSG, sig)
         kms.verify(ALICE, md["KeyId"], MSG, sig, alg)
         digest = hashlib.new(alg[-7:].replace("_", "").lower(), MSG).digest()
         dsig = kms.sign(ALICE, md["KeyId"], digest, alg, message_type="DIGEST")["Signature"]
-        external_verify(pub, alg, digest, dsig, digest=True)
+        verify_outside(pub, alg, digest, dsig, digest=True)
         with pytest.raises(KMSInvalidSignatureException):
             kms.verify(ALICE, md["KeyId"], MSG + b"!", sig, alg)
 

@@ -7,9 +7,7 @@ import os
 import sqlite3
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+from cryptography.hazmat.primitives import serialization
 
 from kms.audit import MemorySink
 from kms.errors import (AccessDeniedException, ConflictException, DisabledException,
@@ -20,6 +18,7 @@ from kms.errors import (AccessDeniedException, ConflictException, DisabledExcept
                         NotFoundException, TagException, UnsupportedOperationException,
                         ValidationException)
 from kms.model import Caller
+from tests.crypto_outside import wrap_import_material
 from tests.kms_policies import KMS_ADMIN
 from kms.service import KMS
 
@@ -332,22 +331,13 @@ def test_update_key_description(kms):
 
 # -- imported key material ---------------------------------------------------------------------
 
-def wrap(params: dict, material: bytes, algorithm: str) -> bytes:
-    """The caller's side, with `cryptography` as AWS's docs do it with OpenSSL."""
-    pub = serialization.load_der_public_key(params["PublicKey"])
-    h = hashes.SHA256() if algorithm.endswith("SHA_256") else hashes.SHA1()
-    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=h), algorithm=h, label=None)
-    if algorithm.startswith("RSAES_OAEP"):
-        return pub.encrypt(material, oaep)
-    aes = os.urandom(32)
-    return pub.encrypt(aes, oaep) + aes_key_wrap_with_padding(aes, material)
 
 
 def import_material(kms: KMS, key_id: str, material: bytes,
                     algorithm: str = "RSAES_OAEP_SHA_256", **kw) -> dict:
     params = kms.get_parameters_for_import(ALICE, key_id, algorithm, "RSA_2048")
     return kms.import_key_material(ALICE, key_id, params["ImportToken"],
-                                   wrap(params, material, algorithm), **kw)
+                                   wrap_import_material(params, material, algorithm), **kw)
 
 
 def test_external_key_starts_pending_import(kms):
@@ -372,7 +362,7 @@ def test_import_roundtrip(kms, clock, algorithm):
     serialization.load_der_public_key(params["PublicKey"])
     material = os.urandom(32)
     out = kms.import_key_material(ALICE, k, params["ImportToken"],
-                                  wrap(params, material, algorithm),
+                                  wrap_import_material(params, material, algorithm),
                                   expiration_model="KEY_MATERIAL_DOES_NOT_EXPIRE")
     assert len(out["KeyMaterialId"]) == 64
     md = kms.describe_key(ALICE, k)["KeyMetadata"]
@@ -449,7 +439,7 @@ def test_import_errors(kms, clock):
     with pytest.raises(UnsupportedOperationException):
         kms.get_parameters_for_import(ALICE, k, "SM2PKE", "SM2")
     params = kms.get_parameters_for_import(ALICE, k, "RSAES_OAEP_SHA_256", "RSA_2048")
-    good = wrap(params, os.urandom(32), "RSAES_OAEP_SHA_256")
+    good = wrap_import_material(params, os.urandom(32), "RSAES_OAEP_SHA_256")
     with pytest.raises(InvalidImportTokenException):
         kms.import_key_material(ALICE, other, params["ImportToken"], good)
     tampered = bytearray(params["ImportToken"])
@@ -460,7 +450,7 @@ def test_import_errors(kms, clock):
         kms.import_key_material(ALICE, k, params["ImportToken"], b"\x00" * 256)
     with pytest.raises(IncorrectKeyMaterialException):
         kms.import_key_material(ALICE, k, params["ImportToken"],
-                                wrap(params, os.urandom(16), "RSAES_OAEP_SHA_256"))
+                                wrap_import_material(params, os.urandom(16), "RSAES_OAEP_SHA_256"))
     with pytest.raises(ValidationException):        # EXPIRES needs ValidTo
         kms.import_key_material(ALICE, k, params["ImportToken"], good,
                                 expiration_model="KEY_MATERIAL_EXPIRES")

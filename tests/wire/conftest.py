@@ -1,6 +1,8 @@
 """Fixtures: a real ``coffer serve`` per test module (HTTP and HTTPS) and boto3 clients."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import boto3
@@ -24,16 +26,35 @@ def tls_server(tmp_path_factory) -> Server:
     srv.stop()
 
 
-def make_client(srv: Server, service: str = "s3", **config):
+def make_client(srv: Server, service: str = "s3", key: str | None = None,
+                secret: str | None = None, *, region: str | None = None, **config):
+    """A boto3 client for ``srv``: the root's keys unless ``key``/``secret`` are given."""
     cfg = Config(retries={"max_attempts": 1, "mode": "standard"}, **config)
-    return boto3.client(service, endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key,
-                        aws_secret_access_key=srv.secret_key, region_name=srv.region,
-                        config=cfg, verify=str(srv.ca) if srv.ca else None)
+    return boto3.client(service, endpoint_url=srv.endpoint,
+                        aws_access_key_id=key or srv.access_key,
+                        aws_secret_access_key=secret or srv.secret_key,
+                        region_name=region or srv.region, config=cfg,
+                        verify=str(srv.ca) if srv.ca else None)
+
+
+def new_account(srv: Server) -> tuple[str, str, str]:
+    """``coffer account create`` on the server's data dir -> (account id, access key, secret)."""
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "account", "create",
+                          "--data-dir", str(srv.data_dir)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.strip().split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return out.stdout.split()[1], lines["AWS_ACCESS_KEY_ID"], lines["AWS_SECRET_ACCESS_KEY"]
 
 
 @pytest.fixture(scope="session")
 def s3(server):
     return make_client(server)
+
+
+@pytest.fixture(scope="session")
+def kms(server):
+    return make_client(server, "kms")
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kms.audit import read_trail
+from tests.wire.clients import AWS
 from tests.wire.conftest import make_client
 from tests.wire.server import ACCESS_KEY, SECRET_KEY, Server, start_server
 
-AWS = str(Path(sys.executable).with_name("aws"))
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -9,16 +9,13 @@ import zlib
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
+from tests.wire.clients import error_code
 
 pytestmark = pytest.mark.wire
 
 TRICKY = ["a", "a/b", "a.txt", "a b", "a+b", "100%", "../x", "ünïcødé/ключ", "a/b/c", "a//d",
           "z" * 1024, "sp ace/x", "~tilde", "emoji-😀"]
 MiB = 1024 * 1024
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
 
 
 def test_list_v2_order_and_encoding(s3, bucket):
@@ -58,7 +55,7 @@ def test_list_v2_pagination(s3, bucket):
         Bucket=bucket, PaginationConfig={"PageSize": 10})) == 25
     with pytest.raises(ClientError) as e:
         s3.list_objects_v2(Bucket=bucket, ContinuationToken="garbage!!")
-    assert _code(e.value) == "InvalidArgument"
+    assert error_code(e.value) == "InvalidArgument"
 
 
 def test_list_v1(s3, bucket):
@@ -113,31 +110,31 @@ def test_multipart_errors(s3, bucket):
         s3.complete_multipart_upload(Bucket=bucket, Key="e", UploadId=uid, MultipartUpload={
             "Parts": [{"PartNumber": 1, "ETag": small["ETag"]},
                       {"PartNumber": 2, "ETag": last["ETag"]}]})
-    assert _code(e.value) == "EntityTooSmall"
+    assert error_code(e.value) == "EntityTooSmall"
     with pytest.raises(ClientError) as e:
         s3.complete_multipart_upload(Bucket=bucket, Key="e", UploadId=uid, MultipartUpload={
             "Parts": [{"PartNumber": 2, "ETag": last["ETag"]},
                       {"PartNumber": 1, "ETag": small["ETag"]}]})
-    assert _code(e.value) == "InvalidPartOrder"
+    assert error_code(e.value) == "InvalidPartOrder"
     with pytest.raises(ClientError) as e:
         s3.complete_multipart_upload(Bucket=bucket, Key="e", UploadId=uid, MultipartUpload={
             "Parts": [{"PartNumber": 1, "ETag": '"00000000000000000000000000000000"'}]})
-    assert _code(e.value) == "InvalidPart"
+    assert error_code(e.value) == "InvalidPart"
     with pytest.raises(ClientError) as e:
         s3.upload_part(Bucket=bucket, Key="e", UploadId=uid, PartNumber=10001, Body=b"x")
-    assert _code(e.value) == "InvalidArgument"
+    assert error_code(e.value) == "InvalidArgument"
     # a single small part is a valid (last) part
     r = s3.complete_multipart_upload(Bucket=bucket, Key="e", UploadId=uid, MultipartUpload={
         "Parts": [{"PartNumber": 1, "ETag": small["ETag"]}]})
     assert r["ETag"].endswith('-1"')
     with pytest.raises(ClientError) as e:
         s3.upload_part(Bucket=bucket, Key="e", UploadId=uid, PartNumber=1, Body=b"x")
-    assert _code(e.value) == "NoSuchUpload"
+    assert error_code(e.value) == "NoSuchUpload"
     uid2 = s3.create_multipart_upload(Bucket=bucket, Key="f")["UploadId"]
     s3.abort_multipart_upload(Bucket=bucket, Key="f", UploadId=uid2)
     with pytest.raises(ClientError) as e:
         s3.list_parts(Bucket=bucket, Key="f", UploadId=uid2)
-    assert _code(e.value) == "NoSuchUpload"
+    assert error_code(e.value) == "NoSuchUpload"
 
 
 def test_multipart_checksums(s3, bucket):
@@ -170,7 +167,7 @@ def test_upload_part_copy(s3, bucket):
         s3.upload_part_copy(Bucket=bucket, Key="dst", UploadId=uid, PartNumber=3,
                             CopySource={"Bucket": bucket, "Key": "src"},
                             CopySourceRange=f"bytes=0-{7 * MiB}")
-    assert _code(e.value) == "InvalidArgument"
+    assert error_code(e.value) == "InvalidArgument"
     s3.complete_multipart_upload(Bucket=bucket, Key="dst", UploadId=uid, MultipartUpload={
         "Parts": [{"PartNumber": 1, "ETag": p1["CopyPartResult"]["ETag"]},
                   {"PartNumber": 2, "ETag": p2["CopyPartResult"]["ETag"]}]})

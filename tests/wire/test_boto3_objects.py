@@ -11,13 +11,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from tests.wire.clients import error_code
 from tests.wire.conftest import make_client
 
 pytestmark = pytest.mark.wire
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
 
 
 def test_bucket_lifecycle(s3):
@@ -28,11 +25,11 @@ def test_bucket_lifecycle(s3):
     assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] is None
     with pytest.raises(ClientError) as e:
         s3.create_bucket(Bucket=name)
-    assert _code(e.value) == "BucketAlreadyOwnedByYou"
+    assert error_code(e.value) == "BucketAlreadyOwnedByYou"
     s3.put_object(Bucket=name, Key="x", Body=b"1")
     with pytest.raises(ClientError) as e:
         s3.delete_bucket(Bucket=name)
-    assert _code(e.value) == "BucketNotEmpty"
+    assert error_code(e.value) == "BucketNotEmpty"
     s3.delete_object(Bucket=name, Key="x")
     s3.delete_bucket(Bucket=name)
     with pytest.raises(ClientError) as e:
@@ -54,7 +51,7 @@ def test_location_constraint(s3):
 def test_invalid_bucket_names(s3, name):
     with pytest.raises(ClientError) as e:
         s3.create_bucket(Bucket=name)
-    assert _code(e.value) == "InvalidBucketName"
+    assert error_code(e.value) == "InvalidBucketName"
 
 
 def test_put_get_head_metadata(s3, bucket):
@@ -85,13 +82,13 @@ def test_empty_object(s3, bucket):
 def test_missing_key_and_bucket(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="nope")
-    assert _code(e.value) == "NoSuchKey"
+    assert error_code(e.value) == "NoSuchKey"
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=bucket, Key="nope")
-    assert _code(e.value) == "404"
+    assert error_code(e.value) == "404"
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket="no-such-bucket-xyz", Key="k")
-    assert _code(e.value) == "NoSuchBucket"
+    assert error_code(e.value) == "NoSuchBucket"
     s3.delete_object(Bucket=bucket, Key="nope")  # deleting a missing key succeeds
 
 
@@ -107,7 +104,7 @@ def test_ranges(s3, bucket):
     assert got["ContentRange"] == f"bytes 0-9/{len(body)}"
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="r", Range="bytes=5000-")
-    assert _code(e.value) == "InvalidRange"
+    assert error_code(e.value) == "InvalidRange"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
 
 
@@ -117,7 +114,7 @@ def test_conditionals(s3, bucket):
     s3.get_object(Bucket=bucket, Key="c", IfMatch=etag)
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="c", IfMatch='"0000"')
-    assert _code(e.value) == "PreconditionFailed"
+    assert error_code(e.value) == "PreconditionFailed"
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="c", IfNoneMatch=etag)
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
@@ -129,12 +126,12 @@ def test_conditionals(s3, bucket):
     s3.get_object(Bucket=bucket, Key="c", IfModifiedSince=past)
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="c", IfUnmodifiedSince=past)
-    assert _code(e.value) == "PreconditionFailed"
+    assert error_code(e.value) == "PreconditionFailed"
     # If-Match true wins over a false If-Unmodified-Since (RFC 9110 13.2.2)
     s3.get_object(Bucket=bucket, Key="c", IfMatch=etag, IfUnmodifiedSince=past)
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=bucket, Key="c", Body=b"x", IfNoneMatch="*")
-    assert _code(e.value) == "PreconditionFailed"
+    assert error_code(e.value) == "PreconditionFailed"
 
 
 def test_response_overrides(s3, bucket):
@@ -163,13 +160,13 @@ def test_checksum_mode(s3, bucket):
 def test_bad_checksum_and_md5(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=bucket, Key="bad", Body=b"abc", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")
-    assert _code(e.value) == "BadDigest"
+    assert error_code(e.value) == "BadDigest"
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=bucket, Key="bad", Body=b"abc", ChecksumCRC32="AAAAAA==")
-    assert _code(e.value) == "BadDigest"
+    assert error_code(e.value) == "BadDigest"
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=bucket, Key="bad")
-    assert _code(e.value) == "404"   # nothing half-written
+    assert error_code(e.value) == "404"   # nothing half-written
 
 
 def test_copy_object(s3, bucket):
@@ -185,17 +182,17 @@ def test_copy_object(s3, bucket):
     assert s3.head_object(Bucket=bucket, Key="dst2")["Metadata"] == {"b": "2"}
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket=bucket, Key="src", CopySource=f"{bucket}/src")
-    assert _code(e.value) == "InvalidRequest"
+    assert error_code(e.value) == "InvalidRequest"
     s3.copy_object(Bucket=bucket, Key="src", CopySource=f"{bucket}/src",
                    MetadataDirective="REPLACE", Metadata={"c": "3"})
     assert s3.head_object(Bucket=bucket, Key="src")["Metadata"] == {"c": "3"}
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket=bucket, Key="x", CopySource=f"{bucket}/missing")
-    assert _code(e.value) == "NoSuchKey"
+    assert error_code(e.value) == "NoSuchKey"
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket=bucket, Key="x", CopySource=f"{bucket}/src",
                        CopySourceIfMatch='"nope"')
-    assert _code(e.value) == "PreconditionFailed"
+    assert error_code(e.value) == "PreconditionFailed"
 
 
 def test_delete_objects(s3, bucket):
@@ -236,12 +233,12 @@ def test_wrong_credentials(server, bucket):
     bad._request_signer._credentials.secret_key = "wrong"  # noqa: SLF001
     with pytest.raises(ClientError) as e:
         bad.list_objects_v2(Bucket=bucket)
-    assert _code(e.value) == "SignatureDoesNotMatch"
+    assert error_code(e.value) == "SignatureDoesNotMatch"
     unknown = make_client(server)
     unknown._request_signer._credentials.access_key = "AKIANOTAKEY000000000"  # noqa: SLF001
     with pytest.raises(ClientError) as e:
         unknown.list_objects_v2(Bucket=bucket)
-    assert _code(e.value) == "InvalidAccessKeyId"
+    assert error_code(e.value) == "InvalidAccessKeyId"
 
 
 def test_anonymous_denied(server, bucket):

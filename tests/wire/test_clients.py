@@ -5,16 +5,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from tests.wire.clients import AWS
 
 pytestmark = pytest.mark.wire
 
 MiB = 1024 * 1024
-AWS = str(Path(sys.executable).with_name("aws"))
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None,

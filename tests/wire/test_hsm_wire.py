@@ -15,12 +15,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kms.crypto.tls import ensure_self_signed
+from tests.wire.clients import AWS
 from tests.wire.conftest import make_client
 from tests.wire.server import start_server
 
 pytestmark = pytest.mark.wire
 
-AWS = str(Path(sys.executable).with_name("aws"))
 ROOT = Path(__file__).resolve().parents[2]
 
 

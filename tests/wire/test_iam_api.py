@@ -7,22 +7,13 @@ import subprocess
 import sys
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.wire.conftest import make_client
+from tests.wire.clients import error_code
+from tests.wire.conftest import make_client, new_account
 
 
-def _client(server, service, key, secret):
-    return boto3.client(service, endpoint_url=server.endpoint, aws_access_key_id=key,
-                        aws_secret_access_key=secret, region_name=server.region,
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
-
-
-def _code(exc: pytest.ExceptionInfo) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +36,7 @@ def _policy(*statements) -> str:
 
 def _wait_for_key(server, key, secret):
     """Newly created keys work at once (no eventual consistency here)."""
-    return _client(server, "sts", key, secret)
+    return make_client(server, "sts", key, secret)
 
 
 def test_root_caller_identity(sts):
@@ -64,7 +55,7 @@ def test_user_lifecycle_and_new_key_works(server, iam, sts):
     assert name in [u["UserName"] for u in iam.list_users()["Users"]]
     with pytest.raises(ClientError) as exc:
         iam.create_user(UserName=name)
-    assert _code(exc) == "EntityAlreadyExists"
+    assert error_code(exc) == "EntityAlreadyExists"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
 
     key = iam.create_access_key(UserName=name)["AccessKey"]
@@ -82,7 +73,7 @@ def test_user_lifecycle_and_new_key_works(server, iam, sts):
     iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
     with pytest.raises(ClientError) as exc:
         user_sts.get_caller_identity()
-    assert _code(exc) == "InvalidClientTokenId"
+    assert error_code(exc) == "InvalidClientTokenId"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Active")
     assert user_sts.get_caller_identity()["Arn"] == user["Arn"]
@@ -90,20 +81,20 @@ def test_user_lifecycle_and_new_key_works(server, iam, sts):
     # A user with keys cannot be deleted.
     with pytest.raises(ClientError) as exc:
         iam.delete_user(UserName=name)
-    assert _code(exc) == "DeleteConflict"
+    assert error_code(exc) == "DeleteConflict"
     iam.create_access_key(UserName=name)
     with pytest.raises(ClientError) as exc:
         iam.create_access_key(UserName=name)
-    assert _code(exc) == "LimitExceeded"
+    assert error_code(exc) == "LimitExceeded"
     for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
         iam.delete_access_key(UserName=name, AccessKeyId=k["AccessKeyId"])
     with pytest.raises(ClientError) as exc:
         user_sts.get_caller_identity()
-    assert _code(exc) == "InvalidClientTokenId"
+    assert error_code(exc) == "InvalidClientTokenId"
     iam.delete_user(UserName=name)
     with pytest.raises(ClientError) as exc:
         iam.get_user(UserName=name)
-    assert _code(exc) == "NoSuchEntity"
+    assert error_code(exc) == "NoSuchEntity"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
@@ -111,14 +102,14 @@ def test_wrong_secret_is_signature_mismatch(server, iam):
     name = _name()
     iam.create_user(UserName=name)
     key = iam.create_access_key(UserName=name)["AccessKey"]
-    bad = _client(server, "sts", key["AccessKeyId"], "x" * 40)
+    bad = make_client(server, "sts", key["AccessKeyId"], "x" * 40)
     with pytest.raises(ClientError) as exc:
         bad.get_caller_identity()
-    assert _code(exc) == "SignatureDoesNotMatch"
-    unknown = _client(server, "iam", "AKIAUNKNOWNUNKNOWN00", "x" * 40)
+    assert error_code(exc) == "SignatureDoesNotMatch"
+    unknown = make_client(server, "iam", "AKIAUNKNOWNUNKNOWN00", "x" * 40)
     with pytest.raises(ClientError) as exc:
         unknown.list_users()
-    assert _code(exc) == "InvalidClientTokenId"
+    assert error_code(exc) == "InvalidClientTokenId"
 
 
 def test_inline_policies(iam):
@@ -132,19 +123,19 @@ def test_inline_policies(iam):
     assert iam.list_user_policies(UserName=name)["PolicyNames"] == ["read"]
     with pytest.raises(ClientError) as exc:
         iam.put_user_policy(UserName=name, PolicyName="bad", PolicyDocument="{not json")
-    assert _code(exc) == "MalformedPolicyDocument"
+    assert error_code(exc) == "MalformedPolicyDocument"
     with pytest.raises(ClientError) as exc:
         iam.put_user_policy(UserName=name, PolicyName="bad", PolicyDocument=_policy(
             {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*"}))
-    assert _code(exc) == "MalformedPolicyDocument"
+    assert error_code(exc) == "MalformedPolicyDocument"
     assert "principal" in exc.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as exc:
         iam.delete_user(UserName=name)
-    assert _code(exc) == "DeleteConflict"
+    assert error_code(exc) == "DeleteConflict"
     iam.delete_user_policy(UserName=name, PolicyName="read")
     with pytest.raises(ClientError) as exc:
         iam.get_user_policy(UserName=name, PolicyName="read")
-    assert _code(exc) == "NoSuchEntity"
+    assert error_code(exc) == "NoSuchEntity"
     iam.delete_user(UserName=name)
 
 
@@ -159,16 +150,16 @@ def test_managed_policies(iam, sts):
     with pytest.raises(ClientError) as exc:
         iam.create_policy(PolicyName=pname, PolicyDocument=_policy(
             {"Effect": "Allow", "Action": "iam:Get*", "Resource": "*"}))
-    assert _code(exc) == "EntityAlreadyExists"
+    assert error_code(exc) == "EntityAlreadyExists"
     iam.attach_user_policy(UserName=name, PolicyArn=pol["Arn"])
     attached = iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]
     assert attached == [{"PolicyName": pname, "PolicyArn": pol["Arn"]}]
     with pytest.raises(ClientError) as exc:
         iam.attach_user_policy(UserName=name, PolicyArn=f"arn:aws:iam::{account}:policy/nope")
-    assert _code(exc) == "NoSuchEntity"
+    assert error_code(exc) == "NoSuchEntity"
     with pytest.raises(ClientError) as exc:
         iam.delete_user(UserName=name)
-    assert _code(exc) == "DeleteConflict"
+    assert error_code(exc) == "DeleteConflict"
     iam.detach_user_policy(UserName=name, PolicyArn=pol["Arn"])
     assert iam.list_attached_user_policies(UserName=name)["AttachedPolicies"] == []
     iam.delete_user(UserName=name)
@@ -178,10 +169,10 @@ def test_user_needs_iam_permissions(server, iam):
     name = _name()
     iam.create_user(UserName=name)
     key = iam.create_access_key(UserName=name)["AccessKey"]
-    user_iam = _client(server, "iam", key["AccessKeyId"], key["SecretAccessKey"])
+    user_iam = make_client(server, "iam", key["AccessKeyId"], key["SecretAccessKey"])
     with pytest.raises(ClientError) as exc:
         user_iam.create_user(UserName=_name())
-    assert _code(exc) == "AccessDenied"
+    assert error_code(exc) == "AccessDenied"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert "iam:CreateUser" in exc.value.response["Error"]["Message"]
     iam.put_user_policy(UserName=name, PolicyName="admin-users", PolicyDocument=_policy(
@@ -193,11 +184,11 @@ def test_user_needs_iam_permissions(server, iam):
     assert user_iam.get_user()["User"]["UserName"] == name      # no UserName: the caller
     with pytest.raises(ClientError) as exc:
         user_iam.create_user(UserName="blocked-" + uuid.uuid4().hex[:6])
-    assert _code(exc) == "AccessDenied"
+    assert error_code(exc) == "AccessDenied"
     assert "explicit deny" in exc.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as exc:
         user_iam.list_users()
-    assert _code(exc) == "AccessDenied"
+    assert error_code(exc) == "AccessDenied"
     # An AWS-managed policy by ARN, as on AWS.
     iam.attach_user_policy(UserName=name,
                            PolicyArn="arn:aws:iam::aws:policy/IAMFullAccess")
@@ -208,7 +199,7 @@ def test_unknown_action(server):
     iam = make_client(server, "iam")
     with pytest.raises(ClientError) as exc:
         iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")
-    assert _code(exc) == "InvalidAction"
+    assert error_code(exc) == "InvalidAction"
 
 
 @pytest.mark.skipif(shutil.which("aws") is None and not (
@@ -242,17 +233,12 @@ def test_aws_cli(server):
 
 
 def test_second_account_via_cli(server):
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "account", "create",
-                          "--data-dir", str(server.data_dir)], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    lines = dict(line.strip().split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    account = out.stdout.split()[1]
-    sts2 = _client(server, "sts", lines["AWS_ACCESS_KEY_ID"], lines["AWS_SECRET_ACCESS_KEY"])
+    account, key, secret = new_account(server)
+    sts2 = make_client(server, "sts", key, secret)
     ident = sts2.get_caller_identity()
     assert ident["Account"] == account and ident["Arn"] == f"arn:aws:iam::{account}:root"
     # Accounts are separate namespaces.
-    iam2 = _client(server, "iam", lines["AWS_ACCESS_KEY_ID"], lines["AWS_SECRET_ACCESS_KEY"])
+    iam2 = make_client(server, "iam", key, secret)
     name = _name()
     iam2.create_user(UserName=name)
     root_iam = make_client(server, "iam")

@@ -2,29 +2,16 @@
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.wire.clients import aws_json, error_code
 from tests.wire.conftest import make_client
 
 pytestmark = pytest.mark.wire
 
-AWS = str(Path(sys.executable).with_name("aws"))
-
-
-@pytest.fixture(scope="module")
-def kms(server):
-    return make_client(server, "kms")
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
 
 
 def test_key_lifecycle_and_aliases(kms):
@@ -41,16 +28,16 @@ def test_key_lifecycle_and_aliases(kms):
     kms.disable_key(KeyId=key_id)
     with pytest.raises(ClientError) as e:
         kms.encrypt(KeyId=alias, Plaintext=b"x")
-    assert _code(e.value) == "DisabledException"
+    assert error_code(e.value) == "DisabledException"
     kms.enable_key(KeyId=key_id)
     out = kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
     assert out["KeyState"] == "PendingDeletion"
     with pytest.raises(ClientError) as e:
         kms.encrypt(KeyId=key_id, Plaintext=b"x")
-    assert _code(e.value) == "KMSInvalidStateException"
+    assert error_code(e.value) == "KMSInvalidStateException"
     with pytest.raises(ClientError) as e:
         kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=3)
-    assert _code(e.value) in ("ValidationException", "KMSInvalidStateException")
+    assert error_code(e.value) in ("ValidationException", "KMSInvalidStateException")
     kms.cancel_key_deletion(KeyId=key_id)
     assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Disabled"
 
@@ -62,21 +49,21 @@ def test_encrypt_decrypt_context_and_limits(kms):
     assert out["Plaintext"] == b"secret" and out["KeyId"].endswith(key_id)
     with pytest.raises(ClientError) as e:
         kms.decrypt(CiphertextBlob=blob["CiphertextBlob"], EncryptionContext={"app": "y"})
-    assert _code(e.value) == "InvalidCiphertextException"
+    assert error_code(e.value) == "InvalidCiphertextException"
     other = kms.create_key()["KeyMetadata"]["KeyId"]
     with pytest.raises(ClientError) as e:
         kms.decrypt(CiphertextBlob=blob["CiphertextBlob"], EncryptionContext={"app": "x"},
                     KeyId=other)
-    assert _code(e.value) == "IncorrectKeyException"
+    assert error_code(e.value) == "IncorrectKeyException"
     kms.encrypt(KeyId=key_id, Plaintext=b"a" * 4096)
     with pytest.raises(ClientError) as e:
         kms.encrypt(KeyId=key_id, Plaintext=b"a" * 4097)
-    assert _code(e.value) == "ValidationException"
+    assert error_code(e.value) == "ValidationException"
     flipped = bytearray(blob["CiphertextBlob"])
     flipped[-1] ^= 1
     with pytest.raises(ClientError) as e:
         kms.decrypt(CiphertextBlob=bytes(flipped), EncryptionContext={"app": "x"})
-    assert _code(e.value) == "InvalidCiphertextException"
+    assert error_code(e.value) == "InvalidCiphertextException"
     re = kms.re_encrypt(CiphertextBlob=blob["CiphertextBlob"], SourceEncryptionContext={"app": "x"},
                         DestinationKeyId=other)
     assert kms.decrypt(CiphertextBlob=re["CiphertextBlob"])["Plaintext"] == b"secret"
@@ -98,7 +85,7 @@ def test_data_keys_and_rotation(kms):
 def test_errors_are_json(server, kms):
     with pytest.raises(ClientError) as e:
         kms.describe_key(KeyId="11111111-2222-3333-4444-555555555555")
-    assert _code(e.value) == "NotFoundException"
+    assert error_code(e.value) == "NotFoundException"
     with pytest.raises(ClientError) as e:
         kms.create_alias(AliasName="alias/aws/mine", TargetKeyId="x")
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
@@ -106,22 +93,17 @@ def test_errors_are_json(server, kms):
     bad._request_signer._credentials.secret_key = "wrong"  # noqa: SLF001
     with pytest.raises(ClientError) as e:
         bad.list_keys()
-    assert _code(e.value) == "InvalidSignatureException"
+    assert error_code(e.value) == "InvalidSignatureException"
     unknown = make_client(server, "kms")
     unknown._request_signer._credentials.access_key = "AKIANOTAKEY000000000"  # noqa: SLF001
     with pytest.raises(ClientError) as e:
         unknown.list_keys()
-    assert _code(e.value) == "UnrecognizedClientException"
+    assert error_code(e.value) == "UnrecognizedClientException"
 
 
 def test_aws_cli_kms(server, tmp_path):
-    env = server.client_env()
-
     def aws(*args):
-        proc = subprocess.run([AWS, "--endpoint-url", server.endpoint, "kms", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+        return aws_json(server, "kms", *args)
 
     key = aws("create-key", "--description", "cli")["KeyMetadata"]
     alias = f"alias/cli-{uuid.uuid4().hex[:8]}"
@@ -142,12 +124,12 @@ def test_dry_run(kms):
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
     with pytest.raises(ClientError) as e:
         kms.encrypt(KeyId=key_id, Plaintext=b"x", DryRun=True)
-    assert _code(e.value) == "DryRunOperationException"
+    assert error_code(e.value) == "DryRunOperationException"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
     kms.disable_key(KeyId=key_id)
     with pytest.raises(ClientError) as e:           # a dry run still performs every check
         kms.encrypt(KeyId=key_id, Plaintext=b"x", DryRun=True)
-    assert _code(e.value) == "DisabledException"
+    assert error_code(e.value) == "DisabledException"
 
 
 def test_request_id_header(kms):

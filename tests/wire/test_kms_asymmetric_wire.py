@@ -6,29 +6,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 
+from tests.crypto_outside import verify_outside
+from tests.wire.clients import aws_json, error_code
 from tests.wire.conftest import make_client
 
 pytestmark = pytest.mark.wire
 
-AWS = str(Path(sys.executable).with_name("aws"))
 MSG = b"signed over the wire"
-HASH = {"SHA_256": hashes.SHA256, "SHA_384": hashes.SHA384, "SHA_512": hashes.SHA512}
 SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-@pytest.fixture(scope="module")
-def kms(server):
-    return make_client(server, "kms")
 
 
 @pytest.fixture(scope="session")
@@ -38,33 +29,14 @@ def rsa4096_key(server):
                                                  KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
 
 
-def _code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
-
-
 def _fails(code: str, fn, **kw) -> ClientError:
     with pytest.raises(ClientError) as info:
         fn(**kw)
-    assert _code(info.value) == code, info.value.response
+    assert error_code(info.value) == code, info.value.response
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     return info.value
 
 
-def verify_outside(public_der: bytes, alg: str, message: bytes, sig: bytes,
-                   digest: bool = False) -> None:
-    pub = serialization.load_der_public_key(public_der)
-    if alg == "ED25519_SHA_512":
-        assert isinstance(pub, ed25519.Ed25519PublicKey)
-        pub.verify(sig, message)
-        return
-    h = HASH[alg[-7:]]()
-    chosen = utils.Prehashed(h) if digest else h
-    if alg.startswith("RSASSA_PSS"):
-        pub.verify(sig, message, padding.PSS(padding.MGF1(h), salt_length=h.digest_size), chosen)
-    elif alg.startswith("RSASSA_PKCS1"):
-        pub.verify(sig, message, padding.PKCS1v15(), chosen)
-    else:
-        pub.verify(sig, message, ec.ECDSA(chosen))
 
 
 @pytest.mark.parametrize("spec,algs", [
@@ -210,13 +182,8 @@ def test_generate_random(kms):
 
 
 def test_aws_cli_sign_verify_and_mac(server, tmp_path):
-    env = server.client_env()
-
     def aws(*args):
-        proc = subprocess.run([AWS, "--endpoint-url", server.endpoint, "kms", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+        return aws_json(server, "kms", *args)
 
     key = aws("create-key", "--key-spec", "ECC_NIST_P256", "--key-usage",
               "SIGN_VERIFY")["KeyMetadata"]

@@ -7,26 +7,19 @@ condition keys and operators, explicit deny, cross-account, the audit record's
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.wire.conftest import make_client
+from tests.wire.clients import error_code
+from tests.wire.conftest import make_client, new_account
 
 ALLOW, DENY = "Allow", "Deny"
 
 
-def _client(server, service, key, secret, region=None):
-    return boto3.client(service, endpoint_url=server.endpoint, aws_access_key_id=key,
-                        aws_secret_access_key=secret, region_name=region or server.region,
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
 
 
 def _doc(statements) -> str:
@@ -51,18 +44,14 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(server) -> Env:
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "account", "create",
-                          "--data-dir", str(server.data_dir)], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    lines = dict(line.strip().split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    xkeys = (lines["AWS_ACCESS_KEY_ID"], lines["AWS_SECRET_ACCESS_KEY"])
+    _, *xkeys = new_account(server)
+    xkeys = tuple(xkeys)
     root_sts = make_client(server, "sts")
     acct = root_sts.get_caller_identity()["Account"]
-    x_iam = _client(server, "iam", *xkeys)
-    xacct = _client(server, "sts", *xkeys).get_caller_identity()["Account"]
+    x_iam = make_client(server, "iam", *xkeys)
+    xacct = make_client(server, "sts", *xkeys).get_caller_identity()["Account"]
     return Env(server, acct, xacct, make_client(server, "kms"), make_client(server, "iam"),
-               x_iam, _client(server, "kms", *xkeys), xkeys)
+               x_iam, make_client(server, "kms", *xkeys), xkeys)
 
 
 @dataclass
@@ -74,7 +63,7 @@ class User:
     iam: Any
 
     def kms(self, server, region=None):
-        return _client(server, "kms", self.key_id, self.secret, region)
+        return make_client(server, "kms", self.key_id, self.secret, region=region)
 
 
 def make_user(env: Env, statements: list | None, *, other_account=False) -> User:
@@ -85,10 +74,6 @@ def make_user(env: Env, statements: list | None, *, other_account=False) -> User
         iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=_doc(statements))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return User(name, arn, key["AccessKeyId"], key["SecretAccessKey"], iam)
-
-
-def _code(exc: pytest.ExceptionInfo) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 def _message(exc: pytest.ExceptionInfo) -> str:
@@ -399,7 +384,7 @@ def test_kms_authorization(env, case):
     code, _, fragment = case.expect.partition(":")
     with pytest.raises(ClientError) as exc:
         _run(env, case)
-    assert _code(exc) == code, exc.value.response
+    assert error_code(exc) == code, exc.value.response
     if fragment:
         assert fragment in _message(exc), _message(exc)
 
@@ -426,7 +411,7 @@ def test_inactive_access_key_is_refused(env):
                                    Status="Inactive")
     with pytest.raises(ClientError) as exc:
         kms.encrypt(KeyId=key_arn, Plaintext=b"x")
-    assert _code(exc) == "UnrecognizedClientException"
+    assert error_code(exc) == "UnrecognizedClientException"
     env.root_iam.update_access_key(UserName=user.name, AccessKeyId=user.key_id,
                                    Status="Active")
     kms.encrypt(KeyId=key_arn, Plaintext=b"x")
@@ -454,7 +439,7 @@ def test_aws_managed_key_only_through_s3(env):
     assert managed["KeyManager"] == "AWS"
     with pytest.raises(ClientError) as exc:
         env.root_kms.encrypt(KeyId="alias/aws/s3", Plaintext=b"x")
-    assert _code(exc) == AD
+    assert error_code(exc) == AD
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"data"
 
 
@@ -548,19 +533,19 @@ def test_grant_lifecycle(env):
     assert akms.decrypt(CiphertextBlob=blob, EncryptionContext={"app": "x"})["Plaintext"] == b"p"
     with pytest.raises(ClientError) as exc:
         akms.encrypt(KeyId=key_arn, Plaintext=b"p", GrantTokens=["bm90LWEtdG9rZW4="])
-    assert _code(exc) == "InvalidGrantTokenException"
+    assert error_code(exc) == "InvalidGrantTokenException"
     # listed for the retiring principal, who may retire it
     bkms = bob.kms(env.server)
     retirable = bkms.list_retirable_grants(RetiringPrincipal=bob.arn)["Grants"]
     assert [r["GrantId"] for r in retirable] == [made["GrantId"]]
     with pytest.raises(ClientError) as exc:
         akms.retire_grant(KeyId=key_arn, GrantId=made["GrantId"])
-    assert _code(exc) == AD                     # the grantee lacks RetireGrant in the grant
+    assert error_code(exc) == AD                     # the grantee lacks RetireGrant in the grant
     bkms.retire_grant(GrantToken=made["GrantToken"])
     assert root.list_grants(KeyId=key_arn)["Grants"] == []
     with pytest.raises(ClientError) as exc:
         akms.encrypt(KeyId=key_arn, Plaintext=b"p", EncryptionContext={"app": "x"})
-    assert _code(exc) == AD
+    assert error_code(exc) == AD
 
 
 def test_revoke_grant_needs_key_admin(env):
@@ -572,16 +557,16 @@ def test_revoke_grant_needs_key_admin(env):
                             Operations=["Encrypt"])["GrantId"]
     with pytest.raises(ClientError) as exc:
         user.kms(env.server).revoke_grant(KeyId=key_arn, GrantId=gid)
-    assert _code(exc) == AD
+    assert error_code(exc) == AD
     assert len(user.kms(env.server).list_grants(KeyId=key_arn)["Grants"]) == 1
     admin.kms(env.server).revoke_grant(KeyId=key_arn, GrantId=gid)
     assert root.list_grants(KeyId=key_arn)["Grants"] == []
     with pytest.raises(ClientError) as exc:
         root.revoke_grant(KeyId=key_arn, GrantId=gid)
-    assert _code(exc) == "NotFoundException"
+    assert error_code(exc) == "NotFoundException"
     with pytest.raises(ClientError) as exc:
         root.revoke_grant(KeyId=key_arn, GrantId="nope")
-    assert _code(exc) == "InvalidGrantIdException"
+    assert error_code(exc) == "InvalidGrantIdException"
 
 
 def test_grantee_with_retire_operation_and_account_root_may_retire(env):
@@ -604,21 +589,21 @@ def test_create_grant_validation(env):
     with pytest.raises(ClientError) as exc:     # an operation the key cannot do
         root.create_grant(KeyId=sign_key["Arn"], GranteePrincipal=f"arn:aws:iam::{env.acct}"
                           ":user/x", Operations=["Encrypt"])
-    assert _code(exc) == "ValidationException"
+    assert error_code(exc) == "ValidationException"
     with pytest.raises(ClientError) as exc:
         root.create_grant(KeyId=key_arn, GranteePrincipal="not a principal",
                           Operations=["Encrypt"])
-    assert _code(exc) == "ValidationException"
+    assert error_code(exc) == "ValidationException"
     with pytest.raises(ClientError) as exc:     # constraints need a symmetric key
         root.create_grant(KeyId=sign_key["Arn"], GranteePrincipal=f"arn:aws:iam::{env.acct}"
                           ":user/x", Operations=["Sign"],
                           Constraints={"EncryptionContextEquals": {"a": "1"}})
-    assert _code(exc) == "ValidationException"
+    assert error_code(exc) == "ValidationException"
     root.disable_key(KeyId=key_arn)
     with pytest.raises(ClientError) as exc:
         root.create_grant(KeyId=key_arn, GranteePrincipal=f"arn:aws:iam::{env.acct}:user/x",
                           Operations=["Encrypt"])
-    assert _code(exc) == "DisabledException"
+    assert error_code(exc) == "DisabledException"
     page = root.list_grants(KeyId=sign_key["Arn"], Limit=1)
     assert page["Grants"] == [] and page["Truncated"] is False
 
@@ -633,15 +618,15 @@ def test_sse_kms_uses_requesting_principal_and_via_service(env):
     via = {"StringEquals": {"kms:ViaService": S3_VIA}}
     user = make_user(env, [st(action="s3:*"),
                            st(action="kms:GenerateDataKey", Condition=via)])
-    s3 = _client(env.server, "s3", user.key_id, user.secret)
+    s3 = make_client(env.server, "s3", user.key_id, user.secret)
     s3.put_object(Bucket=bucket, Key="o", Body=b"data", ServerSideEncryption="aws:kms",
                   SSEKMSKeyId=key_arn)
     with pytest.raises(ClientError) as exc:             # no kms:Decrypt yet
         s3.get_object(Bucket=bucket, Key="o")
-    assert _code(exc) == "AccessDenied"
+    assert error_code(exc) == "AccessDenied"
     with pytest.raises(ClientError) as exc:             # not through S3: no kms:ViaService
         user.kms(env.server).generate_data_key(KeyId=key_arn, KeySpec="AES_256")
-    assert _code(exc) == AD
+    assert error_code(exc) == AD
     user.iam.put_user_policy(UserName=user.name, PolicyName="dec", PolicyDocument=_doc(
         [st(action="kms:Decrypt", Condition=via)]))
     assert s3.get_object(Bucket=bucket, Key="o")["Body"].read() == b"data"

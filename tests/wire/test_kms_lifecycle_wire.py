@@ -7,45 +7,23 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
-from tests.wire.conftest import make_client
+from tests.crypto_outside import wrap_import_material
+from tests.wire.clients import AWS, aws_json, error_code
 
 pytestmark = pytest.mark.wire
 
-AWS = str(Path(sys.executable).with_name("aws"))
-
-
-@pytest.fixture(scope="module")
-def kms(server):
-    return make_client(server, "kms")
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
 
 
 def _fails(code: str, fn, **kw) -> None:
     with pytest.raises(ClientError) as e:
         fn(**kw)
-    assert _code(e.value) == code, e.value.response["Error"]
+    assert error_code(e.value) == code, e.value.response["Error"]
 
 
-def _wrap(params: dict, material: bytes, algorithm: str) -> bytes:
-    pub = serialization.load_der_public_key(params["PublicKey"])
-    h = hashes.SHA256() if algorithm.endswith("SHA_256") else hashes.SHA1()
-    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=h), algorithm=h, label=None)
-    if algorithm.startswith("RSAES_OAEP"):
-        return pub.encrypt(material, oaep)
-    aes = os.urandom(32)
-    return pub.encrypt(aes, oaep) + aes_key_wrap_with_padding(aes, material)
 
 
 def test_rotation(kms):
@@ -161,7 +139,7 @@ def test_import_roundtrip(kms, algorithm):
     material = os.urandom(32)
     valid_to = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
     kms.import_key_material(KeyId=key_id, ImportToken=params["ImportToken"],
-                            EncryptedKeyMaterial=_wrap(params, material, algorithm),
+                            EncryptedKeyMaterial=wrap_import_material(params, material, algorithm),
                             ExpirationModel="KEY_MATERIAL_EXPIRES", ValidTo=valid_to)
     md = kms.describe_key(KeyId=key_id)["KeyMetadata"]
     assert md["KeyState"] == "Enabled" and md["ExpirationModel"] == "KEY_MATERIAL_EXPIRES"
@@ -175,10 +153,10 @@ def test_import_roundtrip(kms, algorithm):
                                            WrappingKeySpec="RSA_2048")
     _fails("IncorrectKeyMaterialException", kms.import_key_material, KeyId=key_id,
            ImportToken=params["ImportToken"],
-           EncryptedKeyMaterial=_wrap(params, os.urandom(32), algorithm),
+           EncryptedKeyMaterial=wrap_import_material(params, os.urandom(32), algorithm),
            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
     kms.import_key_material(KeyId=key_id, ImportToken=params["ImportToken"],
-                            EncryptedKeyMaterial=_wrap(params, material, algorithm),
+                            EncryptedKeyMaterial=wrap_import_material(params, material, algorithm),
                             ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"byok"
 
@@ -194,7 +172,7 @@ def test_import_errors(kms):
            WrappingAlgorithm="RSAES_PKCS1_V1_5", WrappingKeySpec="RSA_2048")
     params = kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm="RSAES_OAEP_SHA_1",
                                            WrappingKeySpec="RSA_2048")
-    good = _wrap(params, os.urandom(32), "RSAES_OAEP_SHA_1")
+    good = wrap_import_material(params, os.urandom(32), "RSAES_OAEP_SHA_1")
     _fails("InvalidImportTokenException", kms.import_key_material, KeyId=other,
            ImportToken=params["ImportToken"], EncryptedKeyMaterial=good,
            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
@@ -211,13 +189,8 @@ def test_import_errors(kms):
 
 
 def test_aws_cli_lifecycle(server, tmp_path):
-    env = server.client_env()
-
     def aws(*args):
-        proc = subprocess.run([AWS, "--endpoint-url", server.endpoint, "kms", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+        return aws_json(server, "kms", *args)
 
     key_id = aws("create-key", "--tags", "TagKey=app,TagValue=cli")["KeyMetadata"]["KeyId"]
     aws("enable-key-rotation", "--key-id", key_id, "--rotation-period-in-days", "90")
@@ -237,7 +210,7 @@ def test_aws_cli_lifecycle(server, tmp_path):
     params = {"PublicKey": base64.b64decode(params["PublicKey"]),
               "ImportToken": base64.b64decode(params["ImportToken"])}
     (tmp_path / "token.bin").write_bytes(params["ImportToken"])
-    (tmp_path / "material.bin").write_bytes(_wrap(params, os.urandom(32),
+    (tmp_path / "material.bin").write_bytes(wrap_import_material(params, os.urandom(32),
                                                   "RSAES_OAEP_SHA_256"))
     aws("import-key-material", "--key-id", ext, "--import-token",
         f"fileb://{tmp_path / 'token.bin'}", "--encrypted-key-material",
@@ -247,6 +220,6 @@ def test_aws_cli_lifecycle(server, tmp_path):
     aws("delete-imported-key-material", "--key-id", ext)
     assert aws("describe-key", "--key-id", ext)["KeyMetadata"]["KeyState"] == "PendingImport"
     proc = subprocess.run([AWS, "--endpoint-url", server.endpoint, "kms",
-                           "enable-key-rotation", "--key-id", ext], env=env,
+                           "enable-key-rotation", "--key-id", ext], env=server.client_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "UnsupportedOperationException" in proc.stderr

@@ -15,20 +15,11 @@ from botocore.exceptions import ClientError
 
 from kms.audit import trail_files
 from kms.service import KMS
-from tests.wire.conftest import make_client
+from tests.wire.clients import error_code
 
 pytestmark = pytest.mark.wire
 
 DAY = 86400.0
-
-
-@pytest.fixture(scope="module")
-def kms(server):
-    return make_client(server, "kms")
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
 
 
 def _scheduler(server, days_ahead: float):
@@ -64,11 +55,11 @@ def test_pending_deletion_cancel_and_destruction(server, s3, kms, bucket):
     kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="doomed")
-    assert _code(e.value) == "KMS.KMSInvalidStateException"
+    assert error_code(e.value) == "KMS.KMSInvalidStateException"
     kms.cancel_key_deletion(KeyId=key_id)
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="doomed")
-    assert _code(e.value) == "KMS.DisabledException"
+    assert error_code(e.value) == "KMS.DisabledException"
     kms.enable_key(KeyId=key_id)
     assert s3.get_object(Bucket=bucket, Key="doomed")["Body"].read() == b"important"
 
@@ -80,10 +71,10 @@ def test_pending_deletion_cancel_and_destruction(server, s3, kms, bucket):
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="doomed")
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
-    assert _code(e.value) in ("AccessDenied", "KMS.NotFoundException")
+    assert error_code(e.value) in ("AccessDenied", "KMS.NotFoundException")
     with pytest.raises(ClientError) as e:
         kms.describe_key(KeyId=key_id)
-    assert _code(e.value) == "NotFoundException"
+    assert error_code(e.value) == "NotFoundException"
 
 
 def test_every_use_during_the_window_is_audited(server, s3, kms, bucket):

@@ -11,34 +11,21 @@ AWS error code). Placeholders in policies: ``{B}`` bucket, ``{A}`` / ``{BA}`` ac
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import boto3
 import pytest
 from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.wire.conftest import _empty_and_delete, make_client
+from tests.wire.clients import error_code
+from tests.wire.conftest import _empty_and_delete, make_client, new_account
 
 OBJ = "data/obj.txt"
 BODY = b"coffer authz test object"
 
 
-def _client(server, service, key, secret, **config):
-    return boto3.client(service, endpoint_url=server.endpoint, aws_access_key_id=key,
-                        aws_secret_access_key=secret, region_name=server.region,
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"},
-                                      **config),
-                        verify=str(server.ca) if server.ca else None)
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
 
 
 def _name(prefix: str = "u") -> str:
@@ -75,27 +62,23 @@ class World:
             iam.put_user_policy(UserName=name, PolicyName="p",
                                 PolicyDocument=subst(_doc(statements), arn, name))
         key = iam.create_access_key(UserName=name)["AccessKey"]
-        client = _client(self.server, "s3", key["AccessKeyId"], key["SecretAccessKey"])
+        client = make_client(self.server, "s3", key["AccessKeyId"], key["SecretAccessKey"])
         return name, arn, client, key
 
 
 @pytest.fixture(scope="module")
 def world(server) -> World:
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "account", "create",
-                          "--data-dir", str(server.data_dir)], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    env = dict(line.strip().split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    bkey = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    sts_b = _client(server, "sts", *bkey)
+    _, *bkey = new_account(server)
+    bkey = tuple(bkey)
+    sts_b = make_client(server, "sts", *bkey)
     acct_b = sts_b.get_caller_identity()["Account"]
     acct_a = make_client(server, "sts").get_caller_identity()["Account"]
     kms_a = make_client(server, "kms")
     key_x = kms_a.create_key(Description="authz X")["KeyMetadata"]["Arn"]
     key_y = kms_a.create_key(Description="authz Y")["KeyMetadata"]["Arn"]
     return World(server=server, acct_a=acct_a, acct_b=acct_b, iam_a=make_client(server, "iam"),
-                 iam_b=_client(server, "iam", *bkey), s3_a=make_client(server),
-                 s3_b=_client(server, "s3", *bkey), kms_a=kms_a, key_x=key_x, key_y=key_y,
+                 iam_b=make_client(server, "iam", *bkey), s3_a=make_client(server),
+                 s3_b=make_client(server, "s3", *bkey), kms_a=kms_a, key_x=key_x, key_y=key_y,
                  b_keys=bkey)
 
 
@@ -418,14 +401,14 @@ def _caller(world: World, case: Case, ctx: dict[str, str]):
         if case.who == "a-user-inactive":
             iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"],
                                   Status="Inactive")
-        return _client(world.server, "s3", key["AccessKeyId"], key["SecretAccessKey"])
+        return make_client(world.server, "s3", key["AccessKeyId"], key["SecretAccessKey"])
     ctx.update(USER="arn:aws:iam::{A}:root".replace("{A}", world.acct_a), UNAME="root")
     if case.who == "a-root":
         return world.s3_a
     if case.who == "b-root":
         return world.s3_b
     if case.who == "anon":
-        return _client(world.server, "s3", "x", "y", signature_version=UNSIGNED)
+        return make_client(world.server, "s3", "x", "y", signature_version=UNSIGNED)
     raise AssertionError(case.who)
 
 
@@ -445,7 +428,7 @@ def test_s3_authz_case(world, case):
         else:
             with pytest.raises(ClientError) as exc:
                 OPS[case.op](client, x)
-            assert _code(exc.value) == case.expect, exc.value.response
+            assert error_code(exc.value) == case.expect, exc.value.response
             status = exc.value.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if case.expect in ("AccessDenied", "403", "InvalidAccessKeyId"):
                 assert status == 403
@@ -468,7 +451,7 @@ def test_bucket_policy_api(world):
     try:
         with pytest.raises(ClientError) as exc:
             s3.get_bucket_policy(Bucket=bucket)
-        assert _code(exc.value) == "NoSuchBucketPolicy"
+        assert error_code(exc.value) == "NoSuchBucketPolicy"
         assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
         doc = _doc([grant("*", "s3:GetObject", f"arn:aws:s3:::{bucket}/*", Sid="Public")])
         s3.put_bucket_policy(Bucket=bucket, Policy=doc)
@@ -487,15 +470,15 @@ def test_bucket_policy_api(world):
                                 Condition={"Bogus": {"aws:SourceIp": "1.2.3.4"}})])):
             with pytest.raises(ClientError) as exc:
                 s3.put_bucket_policy(Bucket=bucket, Policy=bad)
-            assert _code(exc.value) == "MalformedPolicy", bad
+            assert error_code(exc.value) == "MalformedPolicy", bad
             assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
         s3.delete_bucket_policy(Bucket=bucket)
         with pytest.raises(ClientError) as exc:
             s3.get_bucket_policy(Bucket=bucket)
-        assert _code(exc.value) == "NoSuchBucketPolicy"
+        assert error_code(exc.value) == "NoSuchBucketPolicy"
         with pytest.raises(ClientError) as exc:
             s3.get_bucket_policy_status(Bucket=bucket)
-        assert _code(exc.value) == "NoSuchBucketPolicy"
+        assert error_code(exc.value) == "NoSuchBucketPolicy"
     finally:
         _empty_and_delete(s3, bucket)
 
@@ -503,10 +486,10 @@ def test_bucket_policy_api(world):
 def test_nonexistent_bucket_is_no_such_bucket(world):
     name = _name("nx")
     for client in (world.s3_a, world.s3_b,
-                   _client(world.server, "s3", "x", "y", signature_version=UNSIGNED)):
+                   make_client(world.server, "s3", "x", "y", signature_version=UNSIGNED)):
         with pytest.raises(ClientError) as exc:
             client.get_object(Bucket=name, Key="k")
-        assert _code(exc.value) == "NoSuchBucket"
+        assert error_code(exc.value) == "NoSuchBucket"
 
 
 def test_access_denied_message_names_the_action(world):
@@ -563,7 +546,7 @@ def test_cross_account_sse_kms_read_needs_all_three(world):
     name = _name("seed")
     world.iam_b.create_user(UserName=name)
     key = world.iam_b.create_access_key(UserName=name)["AccessKey"]
-    user_s3 = _client(world.server, "s3", key["AccessKeyId"], key["SecretAccessKey"])
+    user_s3 = make_client(world.server, "s3", key["AccessKeyId"], key["SecretAccessKey"])
 
     def setup(*, bucket_ok=True, key_ok=True, iam_s3=True, iam_kms=True):
         if bucket_ok:
@@ -585,7 +568,7 @@ def test_cross_account_sse_kms_read_needs_all_three(world):
             setup(**{missing: False})
             with pytest.raises(ClientError) as exc:
                 read()
-            assert _code(exc.value) == "AccessDenied", missing
+            assert error_code(exc.value) == "AccessDenied", missing
             assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
         setup()
         assert read() == b"for account B"

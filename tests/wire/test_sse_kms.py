@@ -8,7 +8,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kms.audit import read_trail
+from tests.wire.clients import AWS
 from tests.wire.conftest import make_client
 from tests.wire.server import Server
 
@@ -24,7 +24,6 @@ pytestmark = pytest.mark.wire
 KiB = 1024
 MiB = 1024 * KiB
 SEG = 64 * KiB
-AWS = str(Path(sys.executable).with_name("aws"))
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -104,11 +103,6 @@ def b64json(doc: dict) -> str:
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def kms(server):
-    return make_client(server, "kms")
-
 
 @pytest.fixture(scope="module")
 def photos(kms):
