@@ -37,7 +37,7 @@ from gateway.sse.envelope import Envelope
 from kms.audit import FailOpenSink, TrailSink
 from kms.rootkeys import HSMSettings
 from kms.service import KMS
-from storage.base import ObjectStore
+from storage.base import BucketInfo, ObjectStore
 from storage.fs import FSObjectStore
 
 __all__ = ["make_app", "CONFIG", "STORE", "CREDENTIALS", "KMS_SERVICE", "ENVELOPE", "IDENTITY",
@@ -121,17 +121,20 @@ async def _s3(request: web.Request, note: dict) -> web.StreamResponse:
     handler = S3_HANDLERS.get(op.operation)
     if handler is None:
         raise S3Error("NotImplemented")
-    region = await _request_region(request.app[STORE], cfg, ctx, op)
+    region, info = await _request_region(request.app[STORE], cfg, ctx, op)
     note["region"] = region
     call = S3Call(request=request, op=op, auth=ctx, store=request.app[STORE], config=cfg,
-                  envelope=request.app[ENVELOPE].in_region(region), region=region)
+                  envelope=request.app[ENVELOPE].in_region(region), region=region,
+                  bucket_info=info)
     return await handler(call)
 
 
-async def _request_region(store: ObjectStore, cfg: Config, ctx, op) -> str:
-    """The region serving an S3 request: its bucket's (a SigV4 request signed for another
-    region is AuthorizationHeaderMalformed naming the right one, as AWS answers), else the
-    signed region (CreateBucket without a LocationConstraint, ListBuckets)."""
+async def _request_region(store: ObjectStore, cfg: Config, ctx,
+                          op) -> tuple[str, BucketInfo | None]:
+    """The region serving an S3 request and its bucket's record when it exists: the bucket's
+    region (a SigV4 request signed for another region is AuthorizationHeaderMalformed naming
+    the right one, as AWS answers), else the signed region (CreateBucket without a
+    LocationConstraint, ListBuckets)."""
     signed = ctx.region if ctx.method.startswith("sigv4") else None
     if op.bucket:
         try:
@@ -142,10 +145,10 @@ async def _request_region(store: ObjectStore, cfg: Config, ctx, op) -> str:
             if signed and signed != info.region:
                 raise S3Error("AuthorizationHeaderMalformed",
                               **wrong_region(signed, info.region))
-            return info.region
+            return info.region, info
     if signed and signed != cfg.region and not region_allowed(cfg, signed):
         raise S3Error("AuthorizationHeaderMalformed", **wrong_region(signed, cfg.region))
-    return signed or cfg.region
+    return signed or cfg.region, None
 
 
 async def _kms_scheduler(kms: KMS, interval: float) -> None:

@@ -52,6 +52,7 @@ class S3Call:
     config: Config
     envelope: Any = None         # gateway.sse.envelope.Envelope, for the call's region
     region: str = ""             # the bucket's region (else the signed one): gateway.app
+    bucket_info: BucketInfo | None = None   # read once by the dispatcher, when it exists
 
     def caller(self) -> Caller:
         """The KMS Caller for this request: S3 calls KMS on the user's behalf."""
@@ -157,10 +158,12 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
 async def require_bucket(call: S3Call, *, authorize: bool = True) -> BucketInfo:
     """The bucket of the call, which must exist (NoSuchBucket) and whose operation the caller
     must be allowed (``gateway.s3.authz``: identity policies + bucket policy; AccessDenied)."""
-    try:
-        info = await call.store.head_bucket(call.bucket)
-    except se.StorageError as exc:
-        raise storage_error(exc, call.bucket) from exc
+    info = call.bucket_info
+    if info is None or info.name != call.bucket:
+        try:
+            info = await call.store.head_bucket(call.bucket)
+        except se.StorageError as exc:
+            raise storage_error(exc, call.bucket) from exc
     if authorize:
         from gateway.s3 import authz    # late: authz names S3Call
         await authz.authorize_operation(call, info)
