@@ -31,7 +31,7 @@ from storage import errors as se
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
 
 __all__ = ["S3Call", "storage_error", "meta_from_headers", "object_headers", "quote_etag",
-           "parse_etag", "xml_response", "require_bucket", "kms_caller", "USER_META_LIMIT"]
+           "parse_etag", "xml_response", "require_bucket", "USER_META_LIMIT"]
 
 USER_META_LIMIT = 2048          # bytes of x-amz-meta-* names + values (S3 user-defined metadata)
 _CONTENT_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding",
@@ -55,15 +55,18 @@ class S3Call:
     bucket_info: BucketInfo | None = None   # read once by the dispatcher, when it exists
 
     def caller(self) -> Caller:
-        """The KMS Caller for this request: S3 calls KMS on the user's behalf."""
+        """The KMS Caller for this request: S3 calls KMS on the user's behalf. An anonymous
+        request names no principal (the KMS lets it use nothing of its own; SSE-S3 goes
+        through the S3 service's caller)."""
         cred = self.auth.credential
-        assert cred is not None
-        return Caller(principal_arn=cred.principal_arn, account_id=cred.account_id,
-                      source_ip=self.request.remote or "", secure_transport=self.request.secure,
+        common = dict(source_ip=self.request.remote or "", secure_transport=self.request.secure,
                       via_service=f"s3.{self.region or self.config.region}.amazonaws.com",
                       user_agent=self.request.headers.get("User-Agent", "")[:256],
-                      request_id=self.request.get("coffer_request_id", ""),
-                      access_key_id=cred.access_key_id,
+                      request_id=self.request.get("coffer_request_id", ""))
+        if cred is None:
+            return Caller(principal_arn="", account_id="", **common)
+        return Caller(principal_arn=cred.principal_arn, account_id=cred.account_id,
+                      access_key_id=cred.access_key_id, **common,
                       **principal_info.caller_fields(self.request, cred, self.auth.region))
 
     @property
@@ -170,16 +173,6 @@ async def require_bucket(call: S3Call, *, authorize: bool = True) -> BucketInfo:
     return info
 
 
-def kms_caller(call: S3Call) -> Caller:
-    """``call.caller()``, or for an anonymous request a Caller naming no principal (the KMS
-    lets it use nothing of its own; SSE-S3 goes through the S3 service's caller)."""
-    if call.auth.credential is not None:
-        return call.caller()
-    return Caller(principal_arn="", account_id="", source_ip=call.request.remote or "",
-                  secure_transport=call.request.secure,
-                  via_service=f"s3.{call.region or call.config.region}.amazonaws.com",
-                  user_agent=call.request.headers.get("User-Agent", "")[:256],
-                  request_id=call.request.get("coffer_request_id", ""))
 
 
 def xml_response(body: bytes, status: int = 200,

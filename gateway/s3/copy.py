@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from gateway.s3 import authz
-from gateway.s3.common import (S3Call, kms_caller, meta_from_headers, quote_etag, require_bucket,
+from gateway.s3.common import (S3Call, meta_from_headers, quote_etag, require_bucket,
                                storage_error, xml_response)
 from gateway.s3.errors import S3Error
 from gateway.s3.object_get import check_preconditions
@@ -111,7 +111,7 @@ async def source_plaintext(call: S3Call, reader: ObjectReader, source: tuple[str
         src_region = call.region
     if src_region and src_region != envelope.region:
         envelope = envelope.in_region(src_region)
-    data_key = await envelope.open_data_key(kms_caller(call), record, source[0],
+    data_key = await envelope.open_data_key(call.caller(), record, source[0],
                                             source[1], customer)
     return decrypt_stream(reader, reader.info, data_key, source[0], source[1], start, end,
                           _CHUNK)

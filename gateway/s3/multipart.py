@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.auth.checksums import make_checksum
 from gateway.auth.payload import PayloadReader, read_body
-from gateway.s3.common import (S3Call, kms_caller, meta_from_headers, parse_etag, quote_etag,
+from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
                                require_bucket, storage_error, xml_response)
 from gateway.s3.copy import copy_source_range, md5_stream, open_copy_source, source_plaintext
 from gateway.s3.encryption import resolve_write_settings
@@ -72,7 +72,7 @@ async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
     if settings is not None:
         # The upload's data key is fixed now; each part unwraps it again (S3 needs
         # kms:Decrypt for parts and for completion). Only the wrapped key is kept.
-        data_key = await call.envelope.new_data_key(kms_caller(call), settings, call.bucket,
+        data_key = await call.envelope.new_data_key(call.caller(), settings, call.bucket,
                                                     call.key)
         meta["sse"] = data_key.record
         del data_key
@@ -211,7 +211,7 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
     if record is not None:
         if record["mode"] != SSE_C:
             # S3 requires kms:Decrypt on the key to complete an SSE-KMS upload.
-            await call.envelope.open_data_key(kms_caller(call), record, call.bucket,
+            await call.envelope.open_data_key(call.caller(), record, call.bucket,
                                               call.key, None)
         size = sum(_plain_size(p) for p in chosen)
         meta["sse"] = {**record, "plain_size": size,

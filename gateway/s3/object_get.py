@@ -15,7 +15,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from gateway.s3 import authz
-from gateway.s3.common import (S3Call, kms_caller, object_headers, parse_etag, require_bucket,
+from gateway.s3.common import (S3Call, object_headers, parse_etag, require_bucket,
                                storage_error)
 from gateway.sse.envelope import decrypt_stream
 from gateway.sse.envelope import response_headers as sse_response_headers
@@ -183,7 +183,7 @@ async def get_object(call: S3Call) -> web.StreamResponse:
                           "this object.")
         if head:
             if record is not None and record["mode"] == SSE_C:
-                await call.envelope.open_data_key(kms_caller(call), record, call.bucket,
+                await call.envelope.open_data_key(call.caller(), record, call.bucket,
                                                   call.key, customer)
             resp = web.StreamResponse(status=status, headers=headers)
             await resp.prepare(call.request)
@@ -224,7 +224,7 @@ async def plaintext(call: S3Call, reader, record, customer, start: int,
     """The object's bytes [start, end), decrypted when it is stored encrypted."""
     if record is None:
         return reader.read(start, end, _STREAM_CHUNK)
-    data_key = await call.envelope.open_data_key(kms_caller(call), record, call.bucket,
+    data_key = await call.envelope.open_data_key(call.caller(), record, call.bucket,
                                                  call.key, customer)
     return decrypt_stream(reader, reader.info, data_key, call.bucket, call.key, start, end,
                           _STREAM_CHUNK)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.auth.payload import PayloadReader, read_body
 from gateway.s3 import authz
-from gateway.s3.common import (S3Call, kms_caller, meta_from_headers, parse_etag, quote_etag,
+from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
                                require_bucket, storage_error, xml_response)
 from gateway.s3.errors import S3Error
 from gateway.s3.encryption import resolve_write_settings
@@ -93,10 +93,10 @@ async def sealed_stream(call: S3Call, settings: WriteSettings | None,
     multipart upload's record say. The data key lives only as long as this request."""
     if upload_record is not None:
         customer = parse_customer_key(call.request.headers)
-        data_key = await call.envelope.open_data_key(kms_caller(call), upload_record,
+        data_key = await call.envelope.open_data_key(call.caller(), upload_record,
                                                      call.bucket, call.key, customer)
     elif settings is not None:
-        data_key = await call.envelope.new_data_key(kms_caller(call), settings, call.bucket,
+        data_key = await call.envelope.new_data_key(call.caller(), settings, call.bucket,
                                                     call.key)
     else:
         return chunks, None
