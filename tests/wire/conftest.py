@@ -90,3 +90,14 @@ def _empty_and_delete(client, name: str) -> None:
         client.delete_bucket(Bucket=name)
     except Exception:  # noqa: BLE001 - best-effort cleanup
         pass
+
+
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory):
+    """A server configured the pre-2023 way: no implicit encryption, SSE-C allowed over HTTP
+    (the COFFER_DEFAULT_ENCRYPTION / COFFER_SSE_C_ALLOW_HTTP contract of gateway/cli.py)."""
+    srv = start_server(tmp_path_factory.mktemp("coffer-plain") / "data",
+                       env={"COFFER_DEFAULT_ENCRYPTION": "none",
+                            "COFFER_SSE_C_ALLOW_HTTP": "true"})
+    yield srv
+    srv.stop()

@@ -12,11 +12,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.wire.conftest import make_client
-from tests.wire.test_sse_kms import (MiB, SEG, aws, body_of, error_of, new_key, plain_server,
+from tests.wire.sse_helpers import (MiB, SEG, aws, body_of, error_of, new_key,
                                      sidecar, sse_record)
 
 pytestmark = pytest.mark.wire
-__all__ = ["plain_server"]           # a fixture, imported for its side effect
 
 
 def ssec(key: bytes, prefix: str = "") -> dict:

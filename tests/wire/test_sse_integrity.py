@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from tests.wire.conftest import make_client
-from tests.wire.test_sse_kms import (MiB, SEG, body_of, data_paths, new_key, sidecar_path)
+from tests.wire.sse_helpers import (MiB, SEG, body_of, data_paths, new_key, sidecar_path)
 
 pytestmark = pytest.mark.wire
 STRIDE = SEG + 16                        # one coffer-sse/1 segment on disk

@@ -7,102 +7,16 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from kms.audit import read_trail
-from tests.wire.clients import AWS
 from tests.wire.conftest import make_client
-from tests.wire.server import Server
+from tests.wire.sse_helpers import (MiB, SEG, audit_events, aws, b64json, body_of, crypto_calls,
+                                    error_of, new_key, sidecar, sse_record, with_headers)
 
 pytestmark = pytest.mark.wire
-
-KiB = 1024
-MiB = 1024 * KiB
-SEG = 64 * KiB
-
-
-# -- shared helpers ---------------------------------------------------------------------------
-
-def aws(srv: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([AWS, "--endpoint-url", srv.endpoint, *args], env=srv.client_env(),
-                          capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"aws {args} failed ({proc.returncode}):\n{proc.stdout}\n"
-                             f"{proc.stderr}")
-    return proc
-
-
-def sidecar_path(srv: Server, bucket: str, key: str) -> Path:
-    h = hashlib.sha256(key.encode()).hexdigest()
-    return srv.data_dir / "s3" / "buckets" / bucket / "objects" / h[:2] / f"{h}.json"
-
-
-def sidecar(srv: Server, bucket: str, key: str) -> dict:
-    return json.loads(sidecar_path(srv, bucket, key).read_bytes())
-
-
-def data_paths(srv: Server, bucket: str, key: str) -> list[Path]:
-    path = sidecar_path(srv, bucket, key)
-    return [path.parent / name for name in json.loads(path.read_bytes())["data"]]
-
-
-def sse_record(srv: Server, bucket: str, key: str) -> dict:
-    return sidecar(srv, bucket, key)["meta"]["sse"]
-
-
-def audit_events(srv: Server) -> list[dict]:
-    return [e for e in read_trail(srv.data_dir / "audit")
-            if e.get("eventSource") == "kms.amazonaws.com"]
-
-
-def crypto_calls(events: list[dict], key_arn: str | None = None) -> list[dict]:
-    """KMS data-key calls (what S3 spends per object), optionally only those on one key."""
-    names = {"GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "Decrypt", "Encrypt",
-             "ReEncrypt"}
-    out = []
-    for e in events:
-        if e.get("eventName") not in names:
-            continue
-        if key_arn is not None and key_arn not in json.dumps(e.get("resources")):
-            continue
-        out.append(e)
-    return out
-
-
-def error_of(exc: ClientError) -> tuple[str, int]:
-    return exc.response["Error"]["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"]
-
-
-def new_key(kms, alias: str | None = None) -> dict:
-    meta = kms.create_key(Description="sse wire test")["KeyMetadata"]
-    if alias:
-        kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
-    return meta
-
-
-def with_headers(client, operation: str, headers: dict[str, str]):
-    """A copy of ``client`` that adds raw ``headers`` to every ``operation`` request."""
-    def add(request, **_):
-        for k, v in headers.items():
-            request.headers[k] = v
-    client.meta.events.register(f"before-sign.s3.{operation}", add)
-    return client
-
-
-def body_of(s3, bucket: str, key: str, **kw) -> bytes:
-    return s3.get_object(Bucket=bucket, Key=key, **kw)["Body"].read()
-
-
-def b64json(doc: dict) -> str:
-    return base64.b64encode(json.dumps(doc).encode()).decode()
-
-
-# -- fixtures ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def photos(kms):
@@ -440,18 +354,6 @@ def test_bucket_encryption_boto3(s3, bucket, photos, server):
     rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
         "Rules"][0]
     assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
-
-
-@pytest.fixture(scope="module")
-def plain_server(tmp_path_factory):
-    """A server configured the pre-2023 way: no implicit encryption, SSE-C allowed over HTTP
-    (the COFFER_DEFAULT_ENCRYPTION / COFFER_SSE_C_ALLOW_HTTP contract of gateway/cli.py)."""
-    from tests.wire.server import start_server
-    srv = start_server(tmp_path_factory.mktemp("coffer-plain") / "data",
-                       env={"COFFER_DEFAULT_ENCRYPTION": "none",
-                            "COFFER_SSE_C_ALLOW_HTTP": "true"})
-    yield srv
-    srv.stop()
 
 
 def test_get_bucket_encryption_unconfigured_none_mode(plain_server):
