@@ -33,7 +33,8 @@ from kms.errors import (DisabledException, ExpiredImportTokenException,
                         InvalidImportTokenException, InvalidMarkerException,
                         KMSInvalidStateException, LimitExceededException, NotFoundException,
                         TagException, UnsupportedOperationException, ValidationException)
-from kms.model import Caller, Key, KeySpec, KeyState, KeyVersion, Origin, RotationType
+from kms.model import (STATE_MESSAGE, Caller, Key, KeySpec, KeyState, KeyVersion, Origin,
+                       RotationType)
 
 if TYPE_CHECKING:
     from kms.service import KMS
@@ -54,20 +55,11 @@ _WRAPPING_KEY_SPEC = ("RSA_2048", "RSA_3072", "RSA_4096", "SM2")
 _EXPIRES, _NO_EXPIRY = "KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"
 _IMPORT_TYPES = ("NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL")
 _TOKEN_NAME = "import-token"
-_STATE = {
-    KeyState.PENDING_DELETION: "is pending deletion.",
-    KeyState.PENDING_REPLICA_DELETION: "is pending replica deletion.",
-    KeyState.PENDING_IMPORT: "is pending import.",
-    KeyState.UNAVAILABLE: "is unavailable.",
-    KeyState.CREATING: "is creating.",
-    KeyState.UPDATING: "is updating.",
-    KeyState.DISABLED: "is disabled.",
-}
 _PENDING_DELETION = (KeyState.PENDING_DELETION, KeyState.PENDING_REPLICA_DELETION)
 
 
 def _invalid_state(k: Key) -> KMSInvalidStateException:
-    return KMSInvalidStateException(f"{k.arn} {_STATE[k.state]}")
+    return KMSInvalidStateException(f"{k.arn} {STATE_MESSAGE[k.state]}")
 
 
 def _not_pending_deletion(k: Key) -> None:

@@ -26,6 +26,18 @@ class KeyState(StrEnum):
     UPDATING = "Updating"
 
 
+# How KMS error messages name a key's state: "<key ARN> is pending deletion."
+STATE_MESSAGE: dict[KeyState, str] = {
+    KeyState.PENDING_DELETION: "is pending deletion.",
+    KeyState.PENDING_REPLICA_DELETION: "is pending replica deletion.",
+    KeyState.PENDING_IMPORT: "is pending import.",
+    KeyState.UNAVAILABLE: "is unavailable.",
+    KeyState.CREATING: "is creating.",
+    KeyState.UPDATING: "is updating.",
+    KeyState.DISABLED: "is disabled.",
+}
+
+
 class KeySpec(StrEnum):
     # The full botocore enum, so a valid-but-unsupported spec is told apart from a typo.
     SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"

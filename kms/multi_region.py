@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kms import params as P
 from kms.errors import (DisabledException, KMSInvalidStateException,
                         UnsupportedOperationException, ValidationException)
-from kms.model import Caller, Key, KeyState
+from kms.model import STATE_MESSAGE, Caller, Key, KeyState
 
 if TYPE_CHECKING:
     from kms.service import KMS
@@ -27,14 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["MultiRegionOps"]
 
 MAX_DESCRIPTION = 8192
-_STATE = {
-    KeyState.PENDING_DELETION: "is pending deletion.",
-    KeyState.PENDING_REPLICA_DELETION: "is pending replica deletion.",
-    KeyState.PENDING_IMPORT: "is pending import.",
-    KeyState.UNAVAILABLE: "is unavailable.",
-    KeyState.CREATING: "is creating.",
-    KeyState.UPDATING: "is updating.",
-}
 
 
 def _camel(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,7 +44,7 @@ def _primary_ready(k: Key) -> None:
     if k.state is KeyState.DISABLED:
         raise DisabledException(f"{k.arn} is disabled.")
     if k.state is not KeyState.ENABLED:
-        raise KMSInvalidStateException(f"{k.arn} {_STATE[k.state]}")
+        raise KMSInvalidStateException(f"{k.arn} {STATE_MESSAGE[k.state]}")
 
 
 class MultiRegionOps:

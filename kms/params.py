@@ -5,15 +5,13 @@ normalised. No state; used by ``kms.service``.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kms.authz import default_key_policy
-from kms.errors import (InvalidMarkerException, LimitExceededException,
-                        MalformedPolicyDocumentException, TagException, ValidationException)
 from kms import keypolicy
+from kms.authz import default_key_policy
+from kms.errors import InvalidMarkerException, TagException, ValidationException
 from kms.model import Caller, DataKeySpec
 
 __all__ = ["length_error", "s", "iso", "enum", "limit", "marker", "data_key_size", "policy",

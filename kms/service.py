@@ -41,8 +41,9 @@ from kms.keyref import (RESERVED_ALIAS_PREFIX, alias_arn, key_arn, parse_key_ref
                         validate_alias_name)
 from kms.lifecycle import LifecycleOps
 from kms.multi_region import MultiRegionOps
-from kms.model import (Caller, EncryptionAlgorithm, Key, KeyManager, KeyMetadata,
-                       KeySpec, KeyState, KeyUsage, KeyVersion, Origin, RotationType)
+from kms.model import (STATE_MESSAGE, Caller, EncryptionAlgorithm, Key, KeyManager,
+                       KeyMetadata, KeySpec, KeyState, KeyUsage, KeyVersion, Origin,
+                       RotationType)
 from kms.store.base import KeyStore
 from kms.store.sqlite import SQLiteKeyStore
 
@@ -61,14 +62,6 @@ AWS_MANAGED_DESCRIPTIONS = {
     "s3": "Default key that protects my S3 objects when no other key is defined",
 }
 _SYM = EncryptionAlgorithm.SYMMETRIC_DEFAULT.value
-_NOT_USABLE = {
-    KeyState.PENDING_DELETION: "is pending deletion.",
-    KeyState.PENDING_REPLICA_DELETION: "is pending replica deletion.",
-    KeyState.PENDING_IMPORT: "is pending import.",
-    KeyState.UNAVAILABLE: "is unavailable.",
-    KeyState.CREATING: "is creating.",
-    KeyState.UPDATING: "is updating.",
-}
 _UNKNOWN_KEY_IN_BLOB = ("The ciphertext refers to a customer master key that does not exist, "
                         "does not exist in this region, or you are not allowed to access.")
 
@@ -277,7 +270,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
         elif key.state is KeyState.DISABLED:
             raise DisabledException(f"{key.arn} is disabled.")
         else:
-            raise KMSInvalidStateException(f"{key.arn} {_NOT_USABLE[key.state]}")
+            raise KMSInvalidStateException(f"{key.arn} {STATE_MESSAGE[key.state]}")
         if key.metadata.key_usage is not KeyUsage.ENCRYPT_DECRYPT:
             raise InvalidKeyUsageException(
                 f"{key.arn} key usage is {key.metadata.key_usage} which is not valid for {op}.")
@@ -294,7 +287,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
     @staticmethod
     def _require_not_pending_deletion(key: Key) -> None:
         if key.state in (KeyState.PENDING_DELETION, KeyState.PENDING_REPLICA_DELETION):
-            raise KMSInvalidStateException(f"{key.arn} {_NOT_USABLE[key.state]}")
+            raise KMSInvalidStateException(f"{key.arn} {STATE_MESSAGE[key.state]}")
 
     @staticmethod
     def _algorithm(value: object) -> str:
@@ -543,7 +536,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
 
             def change(k: Key) -> dict[str, Any]:
                 if k.state not in (KeyState.ENABLED, KeyState.DISABLED, KeyState.UNAVAILABLE):
-                    raise KMSInvalidStateException(f"{k.arn} {_NOT_USABLE[k.state]}")
+                    raise KMSInvalidStateException(f"{k.arn} {STATE_MESSAGE[k.state]}")
                 return {"key_state": state}
             self._store.update_key(key.key_id, change)
             return {}
@@ -647,7 +640,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                 if k.state is KeyState.DISABLED:
                     raise DisabledException(f"{k.arn} is disabled.")
                 if k.state is not KeyState.ENABLED:
-                    raise KMSInvalidStateException(f"{k.arn} {_NOT_USABLE[k.state]}")
+                    raise KMSInvalidStateException(f"{k.arn} {STATE_MESSAGE[k.state]}")
                 if (k.next_rotation_date is not None
                         and k.next_rotation_date - self._clock() < 20 * 60):
                     raise ConflictException(
