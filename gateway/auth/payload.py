@@ -51,6 +51,9 @@ def _invalid_checksum(name: str, where: str = "header") -> S3Error:
 class PayloadReader:
     """``async for chunk in PayloadReader(request.content, request.headers, auth): ...``
 
+    ``want_md5=False`` skips the MD5 (md5_hex stays "") unless Content-MD5 must be checked:
+    encrypted objects whose ETag is not the MD5 need not pay for it.
+
     After a complete iteration: ``size``, ``md5_hex``, ``checksums`` (ALGORITHM -> base64,
     verified where the client sent a value), ``trailers``. Raises ``S3Error``: InvalidDigest,
     InvalidRequest (checksum headers), EntityTooLarge, IncompleteBody, BadDigest,
@@ -58,7 +61,7 @@ class PayloadReader:
     """
 
     def __init__(self, stream: ByteStream, headers: Mapping[str, str], auth: AuthContext, *,
-                 max_size: int | None = None) -> None:
+                 max_size: int | None = None, want_md5: bool = True) -> None:
         self._stream = stream
         self._max_size = max_size
         index = header_index(headers)
@@ -135,7 +138,7 @@ class PayloadReader:
         if self._sdk_alg:
             algs.add(self._sdk_alg)
         self._running = {alg: ck.make_checksum(alg) for alg in sorted(algs)}
-        self._md5 = hashlib.md5()
+        self._md5 = hashlib.md5() if want_md5 or self._md5_expected is not None else None
         self._sha256 = hashlib.sha256() if self._sha256_expected else None
 
         self._decoder = None
@@ -195,7 +198,8 @@ class PayloadReader:
         if self._declared is not None and self.size > self._declared:
             raise S3Error("IncompleteBody", "The request body is longer than the declared "
                           "length.")
-        self._md5.update(piece)
+        if self._md5 is not None:
+            self._md5.update(piece)
         if self._sha256 is not None:
             self._sha256.update(piece)
         for c in self._running.values():
@@ -206,7 +210,7 @@ class PayloadReader:
             self.trailers = self._decoder.finish()
         if self._declared is not None and self.size != self._declared:
             raise S3Error("IncompleteBody")
-        md5 = self._md5.digest()
+        md5 = self._md5.digest() if self._md5 is not None else b""
         if self._md5_expected is not None and not hmac.compare_digest(md5, self._md5_expected):
             raise S3Error("BadDigest", ExpectedDigest=base64.b64encode(self._md5_expected)
                           .decode(), CalculatedDigest=base64.b64encode(md5).decode())

@@ -21,8 +21,8 @@ from gateway.s3.copy import copy_source_range, md5_stream, open_copy_source, sou
 from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.errors import S3Error
 from gateway.s3.listing import max_keys_arg
-from gateway.s3.object_put import (checksum_headers, composite_md5, sealed_stream, sse_etag,
-                                   write_and_commit)
+from gateway.s3.object_put import (checksum_headers, composite_md5, etag_is_md5, sealed_stream,
+                                   sse_etag, write_and_commit)
 from gateway.s3.xml import children, iso8601, parse, render, text_of
 from gateway.sse.envelope import response_headers as sse_response_headers
 from gateway.sse.headers import SSE_C
@@ -93,9 +93,10 @@ async def upload_part(call: S3Call) -> web.StreamResponse:
     upload = await _upload(call)
     if "x-amz-copy-source" in call.request.headers:
         return await _upload_part_copy(call, upload, number)
-    payload = PayloadReader(call.request.content, call.request.headers, call.auth,
-                            max_size=call.config.max_object_size)
     record = upload.meta.get("sse")
+    payload = PayloadReader(call.request.content, call.request.headers, call.auth,
+                            max_size=call.config.max_object_size,
+                            want_md5=etag_is_md5(record["mode"] if record else None))
     chunks, sealer = await _part_stream(call, record, payload, number)
     try:
         writer = await call.store.open_part_writer(call.bucket, upload.upload_id, number)

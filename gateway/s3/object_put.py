@@ -28,7 +28,7 @@ from storage import errors as se
 from storage.base import ObjectInfo, ObjectWriter, PartInfo
 
 __all__ = ["HANDLERS", "write_and_commit", "checksum_headers", "check_write_preconditions",
-           "sealed_stream", "sse_etag"]
+           "sealed_stream", "sse_etag", "etag_is_md5"]
 
 _MAX_DELETE_KEYS = 1000
 
@@ -104,9 +104,14 @@ async def sealed_stream(call: S3Call, settings: WriteSettings | None,
     return sealer.wrap(chunks), sealer
 
 
+def etag_is_md5(mode: str | None) -> bool:
+    """SSE-S3 and unencrypted objects keep the MD5 ETag; SSE-KMS and SSE-C get a random one
+    (S3: "not the MD5"), so their uploads need not compute it."""
+    return mode is None or mode == SSE_S3
+
+
 def sse_etag(record: dict[str, Any] | None, md5_hex: str) -> str:
-    """SSE-S3 keeps the MD5 ETag; SSE-KMS and SSE-C get a random one (S3: "not the MD5")."""
-    if record is None or record["mode"] == SSE_S3:
+    if etag_is_md5(record["mode"] if record else None):
         return md5_hex
     return random_etag()
 
@@ -118,7 +123,8 @@ async def put_object(call: S3Call) -> web.StreamResponse:
     settings = await resolve_write_settings(call, call.bucket)
     await check_write_preconditions(call)
     payload = PayloadReader(call.request.content, call.request.headers, call.auth,
-                            max_size=call.config.max_object_size)
+                            max_size=call.config.max_object_size,
+                            want_md5=etag_is_md5(settings.mode if settings else None))
     chunks, sealer = await sealed_stream(call, settings, payload)
     try:
         writer = await call.store.open_writer(call.bucket, call.key)

@@ -138,3 +138,13 @@ def test_strip_aws_chunked():
     assert strip_aws_chunked(None) is None
     assert strip_aws_chunked("gzip, aws-chunked") == "gzip"
     assert strip_aws_chunked("aws-chunked,gzip,br") == "gzip, br"
+
+
+async def test_md5_skipped_only_when_nothing_needs_it():
+    _, r = await _read([DATA], {}, ctx(), want_md5=False)
+    assert r.md5_hex == ""
+    _, r = await _read([DATA], {"Content-MD5": MD5_B64}, ctx(), want_md5=False)
+    assert r.md5_hex == hashlib.md5(DATA).hexdigest()
+    err = await _code([DATA], {"Content-MD5": base64.b64encode(b"x" * 16).decode()}, ctx(),
+                      want_md5=False)
+    assert err.code == "BadDigest"
