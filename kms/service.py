@@ -828,6 +828,33 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                               number_of_bytes, encryption_context, grant_tokens,
                               with_plaintext=False)
 
+    def authorize_key_use(self, caller: Caller, operation: str, key_id: str, *,
+                          encryption_context: Mapping[str, str] | None = None) -> str:
+        """Decide, as ``caller``, a ``Decrypt`` or ``GenerateDataKey`` of ``key_id`` under
+        ``encryption_context`` exactly as the operation would (key policy, grants, identity
+        policies, conditions, key state and usage) without doing it; returns the key ARN.
+
+        For a data key the caller's service already holds (S3 Bucket Keys): the key material
+        is not touched. A refusal raises the operation's error and is audited as that
+        operation's failed call; an allowed reuse writes no record, as AWS logs no KMS event
+        when S3 reuses a Bucket Key (S3 UG, "Reducing the cost of SSE-KMS with Amazon S3
+        Bucket Keys": CloudTrail shows fewer KMS events).
+        """
+        if operation not in ("Decrypt", "GenerateDataKey"):
+            raise ValidationException(f"{operation} is not a data key use")
+        params: dict[str, Any] = {"keyId": P.s(key_id)}
+        params.update({"keySpec": "AES_256"} if operation == "GenerateDataKey"
+                      else {"encryptionAlgorithm": _SYM})
+        call = self._call(caller, operation, params, read_only=True).__enter__()
+        try:
+            call.params["encryptionContext"] = ec.validate(encryption_context) or None
+            key = self._resolve(call, key_id, operation)
+            self._require_usable(key, operation)
+        except BaseException as exc:
+            call.__exit__(type(exc), exc, exc.__traceback__)     # audits the refusal
+            raise
+        return key.arn
+
     def _data_key(self, caller: Caller, op: str, key_id: object, key_spec: object,
                   number_of_bytes: object, encryption_context: Mapping[str, str] | None,
                   grant_tokens: Sequence[str] | None, *, with_plaintext: bool

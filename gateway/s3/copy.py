@@ -178,7 +178,8 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
         await reader.close()
     body = render("CopyObjectResult", {"LastModified": iso8601(info.last_modified),
                                        "ETag": quote_etag(info.etag)})
-    return xml_response(body, headers=sse_response_headers(info.meta.get("sse")))
+    return xml_response(body, headers=sse_response_headers(
+        info.meta.get("sse"), settings.customer if settings else None))
 
 
 HANDLERS = {"CopyObject": copy_object}

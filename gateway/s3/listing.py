@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.s3.common import S3Call, quote_etag, require_bucket, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import iso8601, render
+from gateway.sse.record import checksum_algorithms
 from storage import errors as se
 from storage.base import ListResult
 
@@ -87,8 +88,8 @@ def _contents(result: ListResult, enc, owner: dict | None) -> list[dict]:
     for obj in result.objects:
         item = {"Key": enc(obj.key), "LastModified": iso8601(obj.last_modified),
                 "ETag": quote_etag(obj.etag), "Size": str(obj.size)}
-        if obj.meta.get("checksums"):
-            item["ChecksumAlgorithm"] = list(obj.meta["checksums"])
+        if checksum_algorithms(obj.meta):       # clear, or sealed (gateway/sse/record.py)
+            item["ChecksumAlgorithm"] = checksum_algorithms(obj.meta)
         item["StorageClass"] = obj.meta.get("storage_class", "STANDARD")
         if owner is not None:
             item["Owner"] = owner

@@ -24,8 +24,10 @@ from gateway.s3.listing import max_keys_arg
 from gateway.s3.object_put import (checksum_headers, composite_md5, etag_is_md5, sealed_stream,
                                    sse_etag, write_and_commit)
 from gateway.s3.xml import children, iso8601, parse, render, text_of
+from gateway.sse.envelope import part_checksums, seal_into
 from gateway.sse.envelope import response_headers as sse_response_headers
-from gateway.sse.headers import SSE_C
+from gateway.sse.headers import SSE_C, parse_customer_key
+from gateway.sse.record import SEALED_FIELD
 from storage import errors as se
 from storage.base import PartInfo, UploadInfo
 
@@ -81,7 +83,8 @@ async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     headers = {"x-amz-checksum-algorithm": algorithm} if algorithm else {}
-    headers.update(sse_response_headers(meta.get("sse")))
+    headers.update(sse_response_headers(meta.get("sse"),
+                                        settings.customer if settings else None))
     body = render("InitiateMultipartUploadResult", {
         "Bucket": call.bucket, "Key": call.key, "UploadId": upload.upload_id})
     return xml_response(body, headers=headers)
@@ -111,8 +114,10 @@ async def upload_part(call: S3Call) -> web.StreamResponse:
         part = await write_and_commit(writer, chunks, finish)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
-    headers = {"ETag": quote_etag(part.etag), **sse_response_headers(record)}
-    headers.update({k: v for k, v in checksum_headers(part.meta).items()
+    headers = {"ETag": quote_etag(part.etag),
+               **sse_response_headers(record, parse_customer_key(call.request.headers))}
+    # The checksums the client sent (and we verified) go back to it, sealed or not.
+    headers.update({k: v for k, v in checksum_headers({"checksums": payload.checksums}).items()
                     if k != "x-amz-checksum-type"})
     return web.Response(status=200, headers=headers)
 
@@ -127,6 +132,7 @@ def _part_meta(sealer, plain_size: int, checksums: dict[str, str]) -> dict:
     meta = {"checksums": checksums, "plain": plain_size}
     if sealer is not None:
         meta["stream"] = sealer.stream_meta
+        sealer.seal_checksums(meta)     # SSE-KMS / SSE-C: nothing of the plaintext in clear
     return meta
 
 
@@ -155,7 +161,8 @@ async def _upload_part_copy(call: S3Call, upload: UploadInfo, number: int) -> we
         await reader.close()
     body = render("CopyPartResult", {"LastModified": iso8601(part.last_modified),
                                      "ETag": quote_etag(part.etag)})
-    return xml_response(body, headers=sse_response_headers(record))
+    return xml_response(body, headers=sse_response_headers(
+        record, parse_customer_key(call.request.headers)))
 
 
 def _requested_parts(doc) -> list[tuple[int, str]]:
@@ -200,24 +207,34 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
     meta = dict(upload.meta)
     algorithm = meta.pop("checksum_algorithm", None)
     meta["checksums"], meta["checksum_type"] = {}, None
-    if algorithm and all(algorithm in p.meta.get("checksums", {}) for p in chosen):
+    record = meta.get("sse")
+    customer = parse_customer_key(call.request.headers)
+    data_key = None
+    if record is not None and (record["mode"] != SSE_C or customer is not None or (
+            algorithm and any(SEALED_FIELD in p.meta for p in chosen))):
+        # S3 requires kms:Decrypt on the key to complete an SSE-KMS upload, and the SSE-C
+        # key when the upload was created with a checksum algorithm (CompleteMultipartUpload,
+        # x-amz-server-side-encryption-customer-algorithm): the part checksums are sealed.
+        data_key = await call.envelope.open_data_key(call.caller(), record, call.bucket,
+                                                     call.key, customer)
+    sums = {p.part_number: part_checksums(p.meta, data_key, call.bucket, call.key,
+                                          p.part_number) for p in chosen} if algorithm else {}
+    if algorithm and all(algorithm in sums[p.part_number] for p in chosen):
         combined = make_checksum(algorithm)
         for p in chosen:
-            combined.update(base64.b64decode(p.meta["checksums"][algorithm]))
+            combined.update(base64.b64decode(sums[p.part_number][algorithm]))
         meta["checksums"] = {algorithm: f"{combined.b64()}-{len(chosen)}"}
         meta["checksum_type"] = "COMPOSITE"
+    result_checksums = dict(meta["checksums"])
     etag = composite_md5([p.etag for p in chosen])
     size = None
-    record = meta.get("sse")
     if record is not None:
-        if record["mode"] != SSE_C:
-            # S3 requires kms:Decrypt on the key to complete an SSE-KMS upload.
-            await call.envelope.open_data_key(call.caller(), record, call.bucket,
-                                              call.key, None)
         size = sum(_plain_size(p) for p in chosen)
         meta["sse"] = {**record, "plain_size": size,
                        "parts": [{"n": p.part_number, "plain": _plain_size(p),
                                   "stream": p.meta["stream"]} for p in chosen]}
+        if data_key is not None:
+            seal_into(data_key, call.bucket, call.key, 0, meta)
     try:
         info = await call.store.complete_multipart_upload(call.bucket, upload.upload_id, numbers,
                                                           etag, meta, size=size)
@@ -225,10 +242,10 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
         raise storage_error(exc, call.bucket, call.key) from exc
     result = {"Location": f"/{call.bucket}/{call.key}", "Bucket": call.bucket,
               "Key": call.key, "ETag": quote_etag(info.etag)}
-    for alg, value in meta["checksums"].items():
+    for alg, value in result_checksums.items():
         result[f"Checksum{alg}"] = value
     return xml_response(render("CompleteMultipartUploadResult", result),
-                        headers=sse_response_headers(record))
+                        headers=sse_response_headers(record, customer))
 
 
 async def abort_multipart_upload(call: S3Call) -> web.StreamResponse:
@@ -256,11 +273,20 @@ async def list_parts(call: S3Call) -> web.StreamResponse:
     page, truncated = parts[:max_parts], len(parts) > max_parts
     owner = {"ID": info.owner, "DisplayName": info.owner}
     algorithm = upload.meta.get("checksum_algorithm")
+    data_key = None
+    record = upload.meta.get("sse")
+    if record is not None and any(SEALED_FIELD in p.meta for p in page):
+        # Sealed part checksums need the caller's kms:Decrypt (or the SSE-C key), as AWS
+        # ListParts needs them for an upload created with a checksum algorithm.
+        data_key = await call.envelope.open_data_key(
+            call.caller(), record, call.bucket, call.key,
+            parse_customer_key(call.request.headers))
     items = []
     for p in page:
         item = {"PartNumber": str(p.part_number), "LastModified": iso8601(p.last_modified),
                 "ETag": quote_etag(p.etag), "Size": str(_plain_size(p))}
-        for alg, value in p.meta.get("checksums", {}).items():
+        for alg, value in part_checksums(p.meta, data_key, call.bucket, call.key,
+                                         p.part_number).items():
             item[f"Checksum{alg}"] = value
         items.append(item)
     body = render("ListPartsResult", {

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.s3 import authz
 from gateway.s3.common import (S3Call, object_headers, parse_etag, require_bucket,
                                storage_error)
-from gateway.sse.envelope import decrypt_stream
+from gateway.sse.envelope import decrypt_stream, needs_key_for_checksums, readable_checksums
 from gateway.sse.envelope import response_headers as sse_response_headers
 from gateway.sse.headers import SSE_C, parse_customer_key, refuse_sse_on_read
 from gateway.sse.stream import SSEError
@@ -165,30 +165,37 @@ async def get_object(call: S3Call) -> web.StreamResponse:
             headers["x-amz-mp-parts-count"] = str(len(info.part_sizes or [1]))
         status = 200
         start, end = 0, info.size
+        # Full-object checksums only on full-object reads (a ranged response with them
+        # breaks botocore's validation).
+        want_checksums = rng is None and \
+            call.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
         if rng is not None:
             start, end = rng
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}" \
                 if end > start else f"bytes */{info.size}"
-        elif call.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-            # Full-object checksums only on full-object reads (a ranged response with them
-            # breaks botocore's validation).
-            headers.update(checksum_headers(info.meta))
         headers["Content-Length"] = str(end - start)
         record = info.meta.get("sse")
-        headers.update(sse_response_headers(record))
         customer = parse_customer_key(call.request.headers)
+        headers.update(sse_response_headers(record, customer))
         if record is None and customer is not None:
             raise S3Error("InvalidRequest", "The encryption parameters are not applicable to "
                           "this object.")
+        # HEAD needs the data key (the caller's kms:Decrypt) only for SSE-C's key check and
+        # for checksums of SSE-KMS / SSE-C objects (AWS HeadObject, ChecksumMode).
+        data_key = None
+        if record is not None and (not head or record["mode"] == SSE_C or (
+                want_checksums and needs_key_for_checksums(info.meta))):
+            data_key = await call.envelope.open_data_key(call.caller(), record, call.bucket,
+                                                         call.key, customer)
+        if want_checksums:
+            headers.update(checksum_headers(readable_checksums(info.meta, data_key,
+                                                               call.bucket, call.key)))
         if head:
-            if record is not None and record["mode"] == SSE_C:
-                await call.envelope.open_data_key(call.caller(), record, call.bucket,
-                                                  call.key, customer)
             resp = web.StreamResponse(status=status, headers=headers)
             await resp.prepare(call.request)
             return resp
-        body = await plaintext(call, reader, record, customer, start, end)
+        body = plaintext(reader, data_key, call.bucket, call.key, start, end)
         # Pull the first piece before answering: a failure there (wrong key, tampered data)
         # is still an error response, not a truncated 200.
         try:
@@ -219,14 +226,12 @@ async def get_object(call: S3Call) -> web.StreamResponse:
         await reader.close()
 
 
-async def plaintext(call: S3Call, reader, record, customer, start: int,
-                    end: int) -> AsyncIterator[bytes]:
-    """The object's bytes [start, end), decrypted when it is stored encrypted."""
-    if record is None:
+def plaintext(reader, data_key, bucket: str, key: str, start: int,
+              end: int) -> AsyncIterator[bytes]:
+    """The object's bytes [start, end), decrypted with ``data_key`` when stored encrypted."""
+    if data_key is None:
         return reader.read(start, end, _STREAM_CHUNK)
-    data_key = await call.envelope.open_data_key(call.caller(), record, call.bucket,
-                                                 call.key, customer)
-    return decrypt_stream(reader, reader.info, data_key, call.bucket, call.key, start, end,
+    return decrypt_stream(reader, reader.info, data_key, bucket, key, start, end,
                           _STREAM_CHUNK)
 
 

@@ -137,14 +137,18 @@ async def put_object(call: S3Call) -> web.StreamResponse:
         if sealer is None:
             return payload.md5_hex, meta
         meta["sse"] = sealer.object_record()
+        sealer.seal_checksums(meta)     # SSE-KMS / SSE-C: nothing of the plaintext in clear
         return sse_etag(meta["sse"], payload.md5_hex), meta, payload.size
 
     try:
         info = await write_and_commit(writer, chunks, finish)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
-    headers = {"ETag": quote_etag(info.etag), **checksum_headers(info.meta),
-               **sse_response_headers(info.meta.get("sse"))}
+    # The checksums the client sent (and we verified) go back to it, sealed or not.
+    sent = {"checksums": payload.checksums, "checksum_type": "FULL_OBJECT"}
+    headers = {"ETag": quote_etag(info.etag), **checksum_headers(sent),
+               **sse_response_headers(info.meta.get("sse"),
+                                      settings.customer if settings else None)}
     if settings is not None and settings.context_b64:
         headers["x-amz-server-side-encryption-context"] = settings.context_b64
     return web.Response(status=200, headers=headers)

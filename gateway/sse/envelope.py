@@ -5,21 +5,28 @@ The gateway plays "the AWS service" of the seed: it asks the KMS for a fresh dat
 only the *wrapped* key, and drops the plaintext key when the request ends.
 
     PUT  (aws:kms)  dk, blob = KMS.GenerateDataKey(key, ctx = {"aws:s3:arn": object ARN} ∪ user)
-         (+BucketKey) bk, blob = cached KMS.GenerateDataKey(key, {"aws:s3:arn": bucket ARN})
+         (+BucketKey) bk, blob = KMS.GenerateDataKey(key, {"aws:s3:arn": bucket ARN}), cached
+                      per principal; each reuse first KMS.authorize_key_use(as the caller)
+                      (gateway/sse/bucket_keys.py)
                       dk = HKDF-SHA256(bk, salt = dk_salt (32 random), info = "coffer-bucket-key/1"
                                        ‖ 0x00 ‖ object ARN)
          (AES256)   as aws:kms, under a gateway-owned key of the reserved account COFFER_S3
          (SSE-C)    dk = the customer's key; stored: salt ‖ HMAC-SHA256(salt, key) only
+                    (no MD5 of the key: responses echo the MD5 the request carried)
          stream     coffer-sse/1 with AAD = "coffer-object/1" ‖ 0 ‖ bucket ‖ 0 ‖ key ‖ 0 ‖ u32(part)
     GET  dk = KMS.Decrypt(blob, ctx) (after the KMS's own checks) -> decrypt only the segments
          the Range needs.
+    checksums of SSE-KMS / SSE-C objects and parts: sealed under dk (gateway/sse/record.py),
+         opened only after the caller's decrypt.
 
 The object record's ``meta["sse"]`` (format version 1)::
 
     {"v": 1, "mode": "aws:kms" | "AES256" | "SSE-C",
      "key_arn": str, "wrapped_key": b64, "context": {...}, "context_b64": str | None,
      "bucket_key": bool, "dk_salt": b64 | None,
-     "customer_key_md5": b64, "customer_key_salt": b64, "customer_key_hmac": hex,
+     "customer_key_salt": b64, "customer_key_hmac": hex,
+     "customer_key_md5": b64,           # only in records written before issue 11; unused
+     "sealed_checksums": str, "checksum_algorithms": [str],   # gateway/sse/record.py
      "plain_size": int,
      "stream": {coffer-sse/1 params}                      # single-stream objects
      "parts": [{"n": int, "plain": int, "stream": {...}}]  # multipart objects, in order}
@@ -31,6 +38,7 @@ import copy
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import time
@@ -42,7 +50,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.s3.errors import S3Error
+from gateway.sse.bucket_keys import DEFAULT_TTL, BucketKeyCache
 from gateway.sse.headers import SSE_C, SSE_KMS, SSE_S3, CustomerKey, SSERequest
+from gateway.sse.record import (ALGORITHMS_FIELD, SEALED_FIELD, ChecksumSealError,
+                                open_checksums, seal_checksums)
 from gateway.sse.stream import (SegmentDecryptor, SegmentEncryptor, SSEError,
                                 StreamAuthenticationError, StreamParams, ciphertext_size,
                                 new_stream_params, plan_range)
@@ -105,20 +116,15 @@ class _DataKey:
     record: dict[str, Any]
 
 
-@dataclass(slots=True)
-class _CachedBucketKey:
-    plaintext: bytes = field(repr=False)
-    blob: bytes
-    key_arn: str
-    expires: float
-
-
 class ObjectSealer:
     """Encrypts one stream (an object or a part) and yields what the record must hold."""
 
-    def __init__(self, data_key: _DataKey, aad: bytes, *, segment_size: int = 65536) -> None:
+    def __init__(self, data_key: _DataKey, aad: bytes, *, segment_size: int = 65536,
+                 where: tuple[str, str, int] = ("", "", 0)) -> None:
         self._params = new_stream_params(segment_size=segment_size)
         self._enc = SegmentEncryptor(data_key.key, self._params, aad)
+        self._data_key = data_key
+        self._where = where
         self.record = data_key.record
         self.plain_size = 0
 
@@ -139,19 +145,24 @@ class ObjectSealer:
     def object_record(self) -> dict[str, Any]:
         return {**self.record, "plain_size": self.plain_size, "stream": self.stream_meta}
 
+    def seal_checksums(self, meta: dict[str, Any]) -> None:
+        """Move the clear ``meta["checksums"]`` of what this sealer wrote (an object whose
+        record is ``meta["sse"]``, or a part record) under its data key, unless SSE-S3."""
+        seal_into(self._data_key, *self._where, meta)
+
 
 class Envelope:
     """The gateway's side of SSE: talks to the KMS (in a bounded thread pool) for data keys."""
 
-    def __init__(self, kms: KMS, *, region: str, bucket_key_ttl: float = 300.0,
+    def __init__(self, kms: KMS, *, region: str, bucket_key_ttl: float = DEFAULT_TTL,
                  workers: int = 8, clock: Callable[[], float] = time.monotonic) -> None:
         self.kms = kms
         self.region = region
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kms")
-        self._ttl = bucket_key_ttl
-        self._clock = clock
-        self._bucket_keys: dict[tuple[str, str, str], _CachedBucketKey] = {}
-        self._opened_bucket_keys: dict[bytes, _CachedBucketKey] = {}
+        # Bucket Keys made (for writes) and opened (for reads), each entry one principal's;
+        # whose rights they carry and when they stop: gateway/sse/bucket_keys.py.
+        self._bucket_keys = BucketKeyCache(ttl=bucket_key_ttl, clock=clock)
+        self._opened_bucket_keys = BucketKeyCache(ttl=bucket_key_ttl, clock=clock)
         self._siblings: dict[str, Envelope] = {}
 
     def in_region(self, region: str) -> Envelope:
@@ -205,9 +216,10 @@ class Envelope:
         if settings.mode == SSE_C:
             assert settings.customer is not None
             salt = os.urandom(16)
+            # No MD5 of the key is kept: unsalted, it would let anyone holding the data
+            # dir recognise the key (or a guess of it); responses echo the request's MD5.
             return _DataKey(key=settings.customer.key, record={
                 "v": SSE_RECORD_VERSION, "mode": SSE_C,
-                "customer_key_md5": settings.customer.md5_b64,
                 "customer_key_salt": _b64(salt),
                 "customer_key_hmac": settings.customer.verifier(salt)})
         object_arn = f"arn:aws:s3:::{bucket}/{key}"
@@ -242,23 +254,29 @@ class Envelope:
                                   context_b64: str | None) -> _DataKey:
         bucket_arn = f"arn:aws:s3:::{bucket}"
         context = {**user, "aws:s3:arn": bucket_arn}
-        cache_key = (caller.account_id, bucket, key_ref + "\0" + repr(sorted(context.items())))
-        now = self._clock()
-        cached = self._bucket_keys.get(cache_key)
-        if cached is None or cached.expires <= now:
+        cache_key = (caller.principal_arn, caller.account_id, bucket, key_ref,
+                     _canonical(context))
+        cached = self._bucket_keys.get(cache_key) if caller.principal_arn else None
+        if cached is not None:
+            # Copied first: the entry may be dropped while the KMS decides.
+            plaintext, blob, key_arn = bytes(cached.plaintext), cached.blob, cached.key_arn
+            if await self._kms(self.kms.authorize_key_use, caller, "GenerateDataKey", key_ref,
+                               encryption_context=context) != key_arn:
+                cached = None                       # the alias now names another key
+        if cached is None:
             out = await self._kms(self.kms.generate_data_key, caller, key_ref,
                                   key_spec="AES_256", encryption_context=context)
-            cached = _CachedBucketKey(plaintext=out["Plaintext"], blob=out["CiphertextBlob"],
-                                      key_arn=out["KeyId"], expires=now + self._ttl)
-            self._bucket_keys[cache_key] = cached
+            plaintext, blob, key_arn = out["Plaintext"], out["CiphertextBlob"], out["KeyId"]
+            if caller.principal_arn:
+                self._bucket_keys.put(cache_key, plaintext, blob, key_arn)
         salt = os.urandom(32)
-        return _DataKey(key=_derive(cached.plaintext, salt, object_arn), record={
-            "v": SSE_RECORD_VERSION, "mode": SSE_KMS, "key_arn": cached.key_arn,
-            "wrapped_key": _b64(cached.blob), "context": context, "context_b64": context_b64,
+        return _DataKey(key=_derive(plaintext, salt, object_arn), record={
+            "v": SSE_RECORD_VERSION, "mode": SSE_KMS, "key_arn": key_arn,
+            "wrapped_key": _b64(blob), "context": context, "context_b64": context_b64,
             "bucket_key": True, "dk_salt": _b64(salt)})
 
     def sealer(self, data_key: _DataKey, bucket: str, key: str, part: int = 0) -> ObjectSealer:
-        return ObjectSealer(data_key, object_aad(bucket, key, part))
+        return ObjectSealer(data_key, object_aad(bucket, key, part), where=(bucket, key, part))
 
     # -- reads
 
@@ -294,19 +312,22 @@ class Envelope:
 
     async def _open_bucket_key(self, caller: Caller, blob: bytes,
                                context: dict[str, str]) -> bytes:
-        digest = hashlib.sha256(blob + repr(sorted(context.items())).encode()
-                                + caller.account_id.encode()).digest()
-        now = self._clock()
-        cached = self._opened_bucket_keys.get(digest)
-        if cached is not None and cached.expires > now:
-            return cached.plaintext
+        cache_key = (caller.principal_arn, caller.account_id,
+                     hashlib.sha256(blob + b"\0" + _canonical(context).encode()).digest())
+        cached = self._opened_bucket_keys.get(cache_key) if caller.principal_arn else None
+        if cached is not None:
+            plaintext = bytes(cached.plaintext)     # the entry may be dropped meanwhile
+            await self._kms(self.kms.authorize_key_use, caller, "Decrypt", cached.key_arn,
+                            encryption_context=context)
+            return plaintext
         out = await self._kms(self.kms.decrypt, caller, blob, encryption_context=context)
-        self._opened_bucket_keys[digest] = _CachedBucketKey(
-            plaintext=out["Plaintext"], blob=blob, key_arn=out["KeyId"], expires=now + self._ttl)
-        if len(self._opened_bucket_keys) > 4096:
-            self._opened_bucket_keys = {k: v for k, v in self._opened_bucket_keys.items()
-                                        if v.expires > now}
+        if caller.principal_arn:
+            self._opened_bucket_keys.put(cache_key, out["Plaintext"], blob, out["KeyId"])
         return out["Plaintext"]
+
+
+def _canonical(context: dict[str, str]) -> str:
+    return json.dumps(context, sort_keys=True, separators=(",", ":"))
 
 
 def _derive(bucket_key: bytes, salt: bytes, object_arn: str) -> bytes:
@@ -314,20 +335,91 @@ def _derive(bucket_key: bytes, salt: bytes, object_arn: str) -> bytes:
                 info=_BUCKET_KEY_INFO + b"\0" + object_arn.encode()).derive(bucket_key)
 
 
-def response_headers(record: dict[str, Any] | None) -> dict[str, str]:
-    """x-amz-server-side-encryption* response headers for a stored record."""
+def response_headers(record: dict[str, Any] | None,
+                     customer: CustomerKey | None = None) -> dict[str, str]:
+    """x-amz-server-side-encryption* response headers for a stored record. For SSE-C the key
+    MD5 is the one of the request's (verified) key: the record keeps none."""
     if not record:
         return {}
     mode = record["mode"]
     if mode == SSE_C:
-        return {"x-amz-server-side-encryption-customer-algorithm": "AES256",
-                "x-amz-server-side-encryption-customer-key-MD5": record["customer_key_md5"]}
+        out = {"x-amz-server-side-encryption-customer-algorithm": "AES256"}
+        md5 = customer.md5_b64 if customer is not None else record.get("customer_key_md5")
+        if md5:
+            out["x-amz-server-side-encryption-customer-key-MD5"] = md5
+        return out
     out = {"x-amz-server-side-encryption": mode}
     if mode == SSE_KMS:
         out["x-amz-server-side-encryption-aws-kms-key-id"] = record["key_arn"]
         if record.get("bucket_key"):
             out["x-amz-server-side-encryption-bucket-key-enabled"] = "true"
     return out
+
+
+# -- checksums of encrypted objects (format: gateway/sse/record.py) ---------------------------
+
+def seal_into(data_key: _DataKey, bucket: str, key: str, part: int,
+              meta: dict[str, Any]) -> None:
+    """Replace the clear ``meta["checksums"]`` by a token sealed under ``data_key``: in
+    ``meta["sse"]`` for an object (``part`` 0), in ``meta`` itself for a part record. SSE-S3
+    keeps them clear (AWS returns them to every reader; the key is not the caller's)."""
+    checksums = meta.get("checksums") or {}
+    if data_key.record.get("mode") == SSE_S3 or not checksums:
+        return
+    target = meta["sse"] if part == 0 else meta
+    target[SEALED_FIELD] = seal_checksums(data_key.key, bucket, key, part, checksums,
+                                          meta.get("checksum_type"))
+    if part == 0:
+        target[ALGORITHMS_FIELD] = sorted(checksums)
+        meta["checksum_type"] = None
+    meta["checksums"] = {}
+
+
+def needs_key_for_checksums(meta: dict[str, Any]) -> bool:
+    """Whether returning this object's (or part's) checksums needs the caller's decrypt:
+    SSE-KMS and SSE-C objects uploaded with a checksum (AWS HeadObject, ChecksumMode)."""
+    record = meta.get("sse")
+    if not record or record.get("mode") == SSE_S3:
+        return False
+    return SEALED_FIELD in record or bool(meta.get("checksums"))
+
+
+def readable_checksums(meta: dict[str, Any], data_key: _DataKey | None, bucket: str,
+                       key: str) -> dict[str, Any]:
+    """``{"checksums", "checksum_type"}`` of a stored object, for a caller who may read them:
+    clear ones as stored; sealed ones (and clear ones of old SSE-KMS / SSE-C records) only
+    with the data key the caller's decrypt gave."""
+    clear = {"checksums": meta.get("checksums") or {},
+             "checksum_type": meta.get("checksum_type")}
+    if not needs_key_for_checksums(meta):
+        return clear
+    if data_key is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    token = meta["sse"].get(SEALED_FIELD)
+    if token is None:
+        return clear                        # a record from before sealing
+    checksums, kind = _open(data_key, bucket, key, 0, token)
+    return {"checksums": checksums, "checksum_type": kind}
+
+
+def part_checksums(part_meta: dict[str, Any], data_key: _DataKey | None, bucket: str,
+                   key: str, part: int) -> dict[str, str]:
+    """A part's checksums (algorithm -> base64); sealed ones need the upload's data key."""
+    token = part_meta.get(SEALED_FIELD)
+    if token is None:
+        return dict(part_meta.get("checksums") or {})
+    if data_key is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    return _open(data_key, bucket, key, part, token)[0]
+
+
+def _open(data_key: _DataKey, bucket: str, key: str, part: int,
+          token: object) -> tuple[dict[str, str], str | None]:
+    try:
+        return open_checksums(data_key.key, bucket, key, part, token)
+    except ChecksumSealError as exc:
+        raise S3Error("InternalError", "The stored object failed its integrity check.") \
+            from exc
 
 
 def random_etag() -> str:
@@ -387,4 +479,5 @@ async def decrypt_stream(reader, info, data_key: _DataKey, bucket: str, key: str
             break
 
 
-__all__ += ["random_etag", "decrypt_stream", "SSEError", "SSERequest"]
+__all__ += ["random_etag", "decrypt_stream", "SSEError", "SSERequest", "seal_into",
+            "needs_key_for_checksums", "readable_checksums", "part_checksums"]
