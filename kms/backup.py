@@ -274,12 +274,18 @@ def create_backup(data_dir: Path, out: Path, protector: BackupProtector, *,
     try:
         _write_private(tmp, sealed)
         # link() refuses to replace a file created meanwhile; the tmp name is ours alone.
-        os.link(tmp, out)
-    except FileExistsError:
-        raise BackupError(f"{out} exists; choose a new file name") from None
+        # Where the filesystem has no hard links, rename (after the check above) is next best.
+        try:
+            os.link(tmp, out)
+        except FileExistsError:
+            raise BackupError(f"{out} exists; choose a new file name") from None
+        except OSError:
+            os.rename(tmp, out)
+    except OSError as exc:
+        raise BackupError(f"cannot write {out}: {exc.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(out.parent if str(out.parent) else Path("."))
+    _fsync_dir(out.parent)
     return BackupSummary(manifest, len(sealed))
 
 
@@ -299,7 +305,7 @@ def _kms_is_empty(kms_dir: Path) -> bool:
     if not db.exists():
         return not any(kms_dir.glob("kms.db-*"))
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        con = sqlite3.connect(db, timeout=30)
         try:
             return all(_count(con, t) == 0 for t in _DATA_TABLES) and bool(
                 con.execute("SELECT 1 FROM sqlite_master WHERE name='keys'").fetchone())

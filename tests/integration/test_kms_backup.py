@@ -297,3 +297,47 @@ def test_hsm_keys_listed_and_pkcs11_backup_key(softhsm, tmp_path):
         assert kms.decrypt(ALICE, soft_blob)["Plaintext"] == b"in software"
         kms.connect_custom_key_store(ALICE, sid)
         assert kms.decrypt(ALICE, blob)["Plaintext"] == b"in the token"
+
+
+def test_pkcs11_root_stays_in_the_token(softhsm, tmp_path):
+    """With the pkcs11 root key the backup carries no root key at all: it names the token's
+    key, and the restored data dir opens only with that token."""
+    from kms.rootkeys import init_hsm
+    hsm = HSMSettings(module_path=softhsm.module, token_label="coffer-root", pin=softhsm.pin,
+                      key_label="root-" + os.urandom(4).hex(), root_provider="pkcs11")
+    init_hsm(hsm)
+    data = tmp_path / "data"
+    with KMS.open(data, audit=MemorySink(), hsm=hsm) as kms:
+        kid = kms.create_key(ALICE)["KeyMetadata"]["KeyId"]
+        blob = kms.encrypt(ALICE, kid, b"under the token's root")["CiphertextBlob"]
+    out = tmp_path / "p11root.backup"
+    summary = create_backup(data, out, PassphraseProtector(PASS))
+    assert summary.manifest["root"] == {"provider": "pkcs11", "tokenLabel": "coffer-root",
+                                        "keyLabel": hsm.key_label}
+    assert any("stays in its PKCS#11 token" in line for line in summary.lines())
+    _, root, _ = read_backup(out, PassphraseProtector(PASS))
+    assert root == b""
+    shutil.rmtree(data / "kms")
+    restore_backup(data, out, PassphraseProtector(PASS))
+    assert not (data / "kms" / "root.key").exists()
+    with KMS.open(data, audit=MemorySink(), hsm=HSMSettings(
+            module_path=softhsm.module, pin=softhsm.pin)) as kms:
+        assert kms.decrypt(ALICE, blob)["Plaintext"] == b"under the token's root"
+
+
+def test_cli_pkcs11_backup_key(softhsm, tmp_path):
+    data = tmp_path / "data"
+    old = _populate(data)
+    env = softhsm.env("cluster-test0000000a")
+    label = "cli-backup-" + os.urandom(4).hex()
+    out = tmp_path / "cli-p11.backup"
+    r = _cli("backup", "--out", str(out), "--data-dir", str(data), "--pkcs11-key", label,
+             env=env)
+    assert r.returncode == 0, r.stderr
+    assert "created in the token" in r.stderr and softhsm.pin not in r.stdout + r.stderr
+    assert out.read_bytes()[9] == 0x02          # protector: pkcs11
+    target = tmp_path / "target"
+    r = _cli("restore", str(out), "--data-dir", str(target), env=env)   # the header names it
+    assert r.returncode == 0, r.stderr
+    with KMS.open(target, audit=MemorySink()) as kms:
+        assert kms.decrypt(ALICE, old["v2"])["Plaintext"] == b"after rotation"
