@@ -7,6 +7,9 @@
     coffer kms init-hsm | migrate-root --to pkcs11   the HSM root key (gateway/kms_admin.py)
     coffer kms key-usage KEY                  is this key still used? (gateway/key_usage.py)
     coffer audit digest|verify|tail|lookup    the audit trail (gateway/audit_cli.py)
+    coffer kms backup|restore                 KMS snapshots (gateway/kms_backup_cli.py)
+    coffer s3 encryption-report               SSE mode/key/version per bucket
+    coffer --version
 
 Flags of ``serve`` follow DESIGN.md "Data dir and command line"; each has a ``COFFER_<NAME>``
 environment twin.
@@ -47,6 +50,7 @@ def _encryption_mode(value: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coffer", description="Coffer: an S3-compatible "
                                      "object store with SSE-KMS and a built-in KMS")
+    parser.add_argument("--version", action="version", version=f"coffer {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--host", default=env_default("host", "127.0.0.1"),
@@ -93,7 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.audit_cli import add_audit_parser, add_serve_arguments as audit_serve_arguments
     audit_serve_arguments(serve)
     add_audit_parser(sub, _data_dir_arg)
+    from gateway.encryption_report import add_s3_parser
+    add_s3_parser(sub, _data_dir_arg)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("coffer")
+    except PackageNotFoundError:      # run from a source tree that was never installed
+        return "0+unknown"
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -225,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from gateway.demo import run as demo
         return demo(args)
+    if args.command == "s3":
+        from gateway.encryption_report import run as s3_admin
+        return s3_admin(args)
     parser.print_help()
     return 2
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from kms.audit import read_trail
 
-__all__ = ["objects_under_key", "key_usage_report", "deletion_warning", "format_report"]
+__all__ = ["bucket_dirs", "object_records", "sse_record", "objects_under_key",
+           "key_usage_report", "deletion_warning", "format_report"]
 
 _UNUSABLE_ERRORS = {"DisabledException", "KMSInvalidStateException"}
 _USE_EVENTS = {"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
@@ -32,23 +34,43 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+def bucket_dirs(s3_root: Path) -> list[Path]:
+    """Every bucket directory under ``<s3_root>/buckets`` (storage/fs/layout.py), by name."""
+    buckets = Path(s3_root) / "buckets"
+    if not buckets.is_dir():
+        return []
+    return sorted(p for p in buckets.iterdir() if p.is_dir())
+
+
+def object_records(bucket_dir: Path) -> Iterator[dict[str, Any] | None]:
+    """Each object sidecar of one bucket as its JSON document, or None when it cannot be read
+    (a sidecar replaced or removed while we scan, or a corrupt one). Read-only: safe beside a
+    live server, which renames sidecars into place atomically."""
+    objects = Path(bucket_dir) / "objects"
+    if not objects.is_dir():
+        return
+    for sidecar in objects.glob("*/*.json"):
+        try:
+            rec = json.loads(sidecar.read_bytes())
+        except (OSError, ValueError):
+            yield None
+            continue
+        yield rec if isinstance(rec, dict) else None
+
+
+def sse_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """The object's ``meta["sse"]`` (gateway/sse/envelope.py), {} for an unencrypted one."""
+    meta = rec.get("meta")
+    sse = meta.get("sse") if isinstance(meta, dict) else None
+    return sse if isinstance(sse, dict) else {}
+
+
 def objects_under_key(s3_root: Path, key_arn: str) -> list[dict[str, Any]]:
     """Every stored object whose SSE record names ``key_arn``: bucket, key, size, last write."""
     out = []
-    buckets = Path(s3_root) / "buckets"
-    if not buckets.is_dir():
-        return out
-    for bdir in sorted(p for p in buckets.iterdir() if p.is_dir()):
-        objects = bdir / "objects"
-        if not objects.is_dir():
-            continue
-        for sidecar in objects.glob("*/*.json"):
-            try:
-                rec = json.loads(sidecar.read_bytes())
-                sse = (rec.get("meta") or {}).get("sse") or {}
-            except (OSError, ValueError, AttributeError):
-                continue
-            if isinstance(sse, dict) and sse.get("key_arn") == key_arn:
+    for bdir in bucket_dirs(s3_root):
+        for rec in object_records(bdir):
+            if rec is not None and sse_record(rec).get("key_arn") == key_arn:
                 out.append({"bucket": bdir.name, "key": rec.get("key"),
                             "size": int(rec.get("size") or 0),
                             "lastModified": float(rec.get("last_modified") or 0)})

@@ -2,6 +2,8 @@
 
     coffer kms init-hsm                   create the root key in the token (if absent)
     coffer kms migrate-root --to pkcs11   rewrap a data dir from root.key to the token's key
+    coffer kms backup --out FILE          encrypted KMS snapshot (gateway/kms_backup_cli.py)
+    coffer kms restore FILE               into a data dir whose KMS is empty
 
 PKCS#11 settings: ``--pkcs11-module`` (``COFFER_PKCS11_MODULE``), ``COFFER_PKCS11_TOKEN`` (token
 label), ``COFFER_PKCS11_PIN`` or ``COFFER_PKCS11_PIN_FILE`` (never a flag, so it stays out of
@@ -34,7 +36,8 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
 
 
 def add_kms_parser(sub, data_dir_arg) -> None:
-    kms = sub.add_parser("kms", help="KMS root key administration (HSM)")
+    kms = sub.add_parser("kms", help="KMS administration: HSM root key, backup and restore, "
+                         "key usage")
     kms_sub = kms.add_subparsers(dest="kms_command", metavar="ACTION")
     init = kms_sub.add_parser("init-hsm", help="create the root key in the PKCS#11 token")
     _module_arg(init)
@@ -46,6 +49,8 @@ def add_kms_parser(sub, data_dir_arg) -> None:
     migrate.add_argument("--region", default=env_default("region", "us-east-1"))
     from gateway.audit_cli import add_key_usage_parser
     add_key_usage_parser(kms_sub, data_dir_arg)
+    from gateway.kms_backup_cli import add_backup_parsers
+    add_backup_parsers(kms_sub, data_dir_arg, _module_arg)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     if args.kms_command == "key-usage":
         from gateway.audit_cli import run_key_usage
         return run_key_usage(args)
+    if args.kms_command in ("backup", "restore"):
+        from gateway.kms_backup_cli import run_backup, run_restore
+        return (run_backup if args.kms_command == "backup" else run_restore)(args)
     try:
         hsm = HSMSettings.from_env(module_path=getattr(args, "pkcs11_module", None))
         if args.kms_command == "init-hsm":
@@ -71,5 +79,6 @@ def run(args: argparse.Namespace) -> int:
     except (RootKeyError, HSMError) as exc:
         print(f"coffer kms: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print("usage: coffer kms {init-hsm,migrate-root --to pkcs11}", file=sys.stderr)
+    print("usage: coffer kms {init-hsm,migrate-root --to pkcs11,backup,restore,key-usage}",
+          file=sys.stderr)
     return 2
