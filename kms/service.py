@@ -6,10 +6,22 @@ thread-safe. Arguments are AWS's parameter names in snake_case; results are dict
 AWS responses with bytes as ``bytes`` (the JSON face base64-encodes them). Errors are
 ``kms.errors`` classes named by the AWS ``__type``. If the audit record cannot be written the
 call fails with KMSInternalException (fail-closed).
+
+Audit order for a state change (DESIGN.md "Audit"; issue 11, finding 5): the call's first write
+transaction, just before its COMMIT (``KeyStore.before_commit``), writes an *intent* record
+(eventType ``CofferIntent``: the call's name, caller, parameters and the keys resolved so far)
+and waits until it is durable; if it cannot be written the transaction rolls back and the call
+fails with KMSInternalException, so nothing commits off the record. The outcome record (success
+or error, naming the intent in ``intentEventID``) follows when the call returns. A crash between
+the two leaves an intent with no outcome, which ``coffer audit verify`` reports. Calls that
+change nothing (read-only, denied, invalid) write only their outcome record, and encoding a
+record cannot fail (``kms.audit.encode``). Scheduled changes (deletions, rotations, material
+expiry) are audited the same way, as AwsServiceEvent records.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import re
@@ -25,6 +37,7 @@ from kms import context as ec
 from kms import params as P
 from kms.asymmetric import AsymmetricOps
 from kms.audit import AuditEvent, AuditSink, TrailSink
+from kms.audit.events import INTENT
 from kms.authz import aws_managed_key_policy
 from kms.grants import GrantOps, validate_grant_tokens
 from kms.backends import KeyBackend, MaterialRef
@@ -79,10 +92,12 @@ def _camel(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Call:
-    """Audits one operation: ``with kms._call(...) as call:`` records success or the error."""
+    """Audits one operation: ``with kms._call(...) as call:`` records success or the error.
+    A call that may change state (``read_only=False``) is the thread's active call while it
+    runs, so the store's commit hook can write its intent record first (``write_intent``)."""
 
     __slots__ = ("kms", "caller", "name", "params", "read_only", "keys", "response",
-                 "decision", "authz_extra")
+                 "decision", "authz_extra", "intent_id", "_outer", "_rid")
 
     def __init__(self, kms: KMS, caller: Caller, name: str, params: dict[str, Any],
                  read_only: bool) -> None:
@@ -92,13 +107,51 @@ class _Call:
         self.response: dict[str, Any] | None = None
         self.decision: dict[str, Any] | None = None      # kms.grants._authorize
         self.authz_extra: dict[str, Any] | None = None   # operation-specific condition keys
+        self.intent_id: str | None = None
+        self._outer: Any = None
+        self._rid: str | None = None        # one request id for the intent and the outcome
 
     def __enter__(self) -> _Call:
         if not isinstance(self.caller, Caller):
             raise TypeError("every KMS call takes a Caller first")
+        if not self.read_only:
+            self._outer = getattr(self.kms._active, "call", None)
+            self.kms._active.call = self
         return self
 
+    def _event(self, *, code: str | None = None, message: str | None = None,
+               failed: bool = False, event_type: str = "AwsApiCall",
+               event_id: str | None = None) -> AuditEvent:
+        params = {k: v for k, v in self.params.items() if v is not None}
+        seen: dict[str, str] = {}
+        for k in self.keys:
+            seen.setdefault(k.arn, k.account_id)
+        event_id = event_id or self.kms._uuid()
+        if self._rid is None:
+            self._rid = self.caller.request_id or self.kms._uuid()
+        return AuditEvent(
+            event_name=self.name, event_time=self.kms._clock(), region=self.kms.region,
+            event_id=event_id, request_id=self._rid, read_only=self.read_only, account_id=self.caller.account_id,
+            principal_arn=self.caller.principal_arn, access_key_id=self.caller.access_key_id,
+            source_ip=self.caller.source_ip, user_agent=self.caller.user_agent,
+            invoked_by=self.caller.via_service, request_parameters=params or None,
+            response_elements=None if failed or event_type == INTENT else self.response,
+            error_code=code, error_message=message,
+            resources=tuple((acct, arn) for arn, acct in seen.items()),
+            event_type=event_type, authorization_decision=self.decision,
+            intent_id=self.intent_id if event_type != INTENT else None)
+
+    def write_intent(self) -> None:
+        """Durably record that this call is about to commit a change (once per call)."""
+        if self.intent_id is not None:
+            return
+        intent_id = self.kms._uuid()
+        self.kms._emit(self._event(event_type=INTENT, event_id=intent_id))
+        self.intent_id = intent_id
+
     def __exit__(self, et, exc, tb) -> bool:
+        if not self.read_only:
+            self.kms._active.call = self._outer
         code = message = None
         if isinstance(exc, KMSError):
             code, message = exc.type, exc.message
@@ -106,22 +159,58 @@ class _Call:
             log.error("internal error in %s (request %s)", self.name, self.caller.request_id,
                       exc_info=(et, exc, tb))
             code, message = KMSInternalException.type, "internal error"
-        params = {k: v for k, v in self.params.items() if v is not None}
-        seen: dict[str, str] = {}
-        for k in self.keys:
-            seen.setdefault(k.arn, k.account_id)
-        event = AuditEvent(
-            event_name=self.name, event_time=self.kms._clock(), region=self.kms.region,
-            event_id=self.kms._uuid(), request_id=self.caller.request_id or self.kms._uuid(),
-            read_only=self.read_only, account_id=self.caller.account_id,
-            principal_arn=self.caller.principal_arn, access_key_id=self.caller.access_key_id,
-            source_ip=self.caller.source_ip, user_agent=self.caller.user_agent,
-            invoked_by=self.caller.via_service, request_parameters=params or None,
-            response_elements=None if exc is not None else self.response,
-            error_code=code, error_message=message,
-            resources=tuple((acct, arn) for arn, acct in seen.items()),
-            authorization_decision=self.decision)
-        self.kms._emit(event)
+        self.kms._emit(self._event(code=code, message=message, failed=exc is not None))
+        return False
+
+
+class _ServiceCall:
+    """A scheduled change (AwsServiceEvent): intent before its commit, outcome after."""
+
+    __slots__ = ("kms", "name", "key", "now", "intent_id", "_outer", "_rid")
+
+    def __init__(self, kms: KMS, name: str, key: Key, now: float) -> None:
+        self.kms, self.name, self.key, self.now = kms, name, key, now
+        self.intent_id: str | None = None
+        self._outer: Any = None
+        self._rid: str | None = None
+
+    def __enter__(self) -> _ServiceCall:
+        self._outer = getattr(self.kms._active, "call", None)
+        self.kms._active.call = self
+        return self
+
+    def event(self, event_type: str = "AwsServiceEvent", event_id: str | None = None,
+              ) -> AuditEvent:
+        key = self.key
+        event_id = event_id or self.kms._uuid()
+        if self._rid is None:
+            self._rid = self.kms._uuid()
+        return AuditEvent(
+            event_name=self.name, event_time=self.now, region=self.kms.region,
+            event_id=event_id, request_id=self._rid,
+            read_only=False, account_id=key.account_id, principal_arn=None,
+            source_ip="AWS Internal", user_agent="AWS Internal", invoked_by="AWS Internal",
+            resources=((key.account_id, key.arn),), event_type=event_type,
+            service_event_details={"keyId": key.key_id},
+            intent_id=self.intent_id if event_type != INTENT else None)
+
+    def write_intent(self) -> None:
+        if self.intent_id is None:
+            intent_id = self.kms._uuid()
+            self.kms._emit(self.event(INTENT, intent_id))
+            self.intent_id = intent_id
+
+    def __exit__(self, et, exc, tb) -> bool:
+        self.kms._active.call = self._outer
+        if self.intent_id is None:
+            return False                # nothing reached a commit: nothing happened
+        if exc is None:
+            self.kms._emit(self.event())
+        else:
+            # The change was about to commit and failed: say so, so the intent is resolved.
+            self.kms._emit(dataclasses.replace(
+                self.event(), error_code=exc.type if isinstance(exc, KMSError)
+                else KMSInternalException.type, error_message="the scheduled change failed"))
         return False
 
 
@@ -139,6 +228,10 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
         self._store = store
         self._backend = backend
         self._audit = audit
+        # The state-changing call running on each thread (_Call/_ServiceCall): the store's
+        # commit hook writes its intent record before the transaction commits.
+        self._active = threading.local()
+        store.before_commit = self._before_commit
         self.region = region
         self._clock = clock
         self._rand = rand
@@ -240,6 +333,16 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
     def _call(self, caller: Caller, name: str, params: dict[str, Any],
               read_only: bool) -> _Call:
         return _Call(self, caller, name, dict(params), read_only)
+
+    def _service_call(self, name: str, key: Key, now: float) -> _ServiceCall:
+        return _ServiceCall(self, name, key, now)
+
+    def _before_commit(self) -> None:
+        """KeyStore.before_commit: the active call's intent is durable before any commit.
+        Raises KMSInternalException (rolling the transaction back) when it cannot be."""
+        call = getattr(self._active, "call", None)
+        if call is not None:
+            call.write_intent()
 
     def _resolve(self, call: _Call, key_id: object, action: str, *,
                  param: str = "keyId") -> Key:
@@ -608,18 +711,12 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                 if k.state is not KeyState.PENDING_DELETION or (k.metadata.deletion_date or 0) > now:
                     raise KMSInvalidStateException(f"{k.arn} is not pending deletion.")
             try:
-                versions = self._store.delete_key(key.key_id, still_due, now)
+                with self._service_call("DeleteKey", key, now):
+                    versions = self._store.delete_key(key.key_id, still_due, now)
             except (NotFoundException, KMSInvalidStateException):
                 continue        # cancelled or deleted by someone else meanwhile
             for v in versions:
                 self._forget(key, v.version)
-            self._emit(AuditEvent(
-                event_name="DeleteKey", event_time=now, region=self.region,
-                event_id=self._uuid(), request_id=self._uuid(), read_only=False,
-                account_id=key.account_id, principal_arn=None, source_ip="AWS Internal",
-                user_agent="AWS Internal", invoked_by="AWS Internal",
-                resources=((key.account_id, key.arn),), event_type="AwsServiceEvent",
-                service_event_details={"keyId": key.key_id}))
             deleted.append(key.arn)
         return deleted
 
