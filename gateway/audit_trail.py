@@ -316,7 +316,7 @@ class AuditTrail:
             return
         # Nobody authenticated it: bounded, no fsync of its own, rate limited per source.
         admit, summaries = self.limiter.admit(rec["sourceIPAddress"], rec.get("errorCode", ""))
-        batch = summaries + ([rec] if admit else [])
+        batch = self.limiter.due() + summaries + ([rec] if admit else [])
         if not batch:
             return
         try:

@@ -21,7 +21,6 @@ expiry) are audited the same way, as AwsServiceEvent records.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
 import re
@@ -37,7 +36,7 @@ from kms import context as ec
 from kms import params as P
 from kms.asymmetric import AsymmetricOps
 from kms.audit import AuditEvent, AuditSink, TrailSink
-from kms.audit.events import INTENT
+from kms.calls import _Call, _ServiceCall
 from kms.authz import aws_managed_key_policy
 from kms.grants import GrantOps, validate_grant_tokens
 from kms.backends import KeyBackend, MaterialRef
@@ -47,7 +46,7 @@ from kms.rootkeys import HSMSettings, open_root
 from kms.custom_key_stores import CustomKeyStoreOps
 from kms.errors import (AccessDeniedException, AlreadyExistsException, ConflictException,
                         DisabledException, IncorrectKeyException, InvalidAliasNameException,
-                        InvalidCiphertextException, InvalidKeyUsageException, KMSError,
+                        InvalidCiphertextException, InvalidKeyUsageException,
                         KMSInternalException, KMSInvalidStateException, NotFoundException,
                         UnsupportedOperationException, ValidationException)
 from kms.keyref import (RESERVED_ALIAS_PREFIX, alias_arn, key_arn, parse_key_ref,
@@ -89,129 +88,6 @@ def _valid_region(name: str) -> bool:
 def _camel(d: Mapping[str, Any]) -> dict[str, Any]:
     """AWS JSON names to CloudTrail's (``AWSAccountId`` -> ``aWSAccountId``, as CloudTrail)."""
     return {k[:1].lower() + k[1:]: v for k, v in d.items()}
-
-
-class _Call:
-    """Audits one operation: ``with kms._call(...) as call:`` records success or the error.
-    A call that may change state (``read_only=False``) is the thread's active call while it
-    runs, so the store's commit hook can write its intent record first (``write_intent``)."""
-
-    __slots__ = ("kms", "caller", "name", "params", "read_only", "keys", "response",
-                 "decision", "authz_extra", "intent_id", "_outer", "_rid")
-
-    def __init__(self, kms: KMS, caller: Caller, name: str, params: dict[str, Any],
-                 read_only: bool) -> None:
-        self.kms, self.caller, self.name = kms, caller, name
-        self.params, self.read_only = params, read_only
-        self.keys: list[Key] = []
-        self.response: dict[str, Any] | None = None
-        self.decision: dict[str, Any] | None = None      # kms.grants._authorize
-        self.authz_extra: dict[str, Any] | None = None   # operation-specific condition keys
-        self.intent_id: str | None = None
-        self._outer: Any = None
-        self._rid: str | None = None        # one request id for the intent and the outcome
-
-    def __enter__(self) -> _Call:
-        if not isinstance(self.caller, Caller):
-            raise TypeError("every KMS call takes a Caller first")
-        if not self.read_only:
-            self._outer = getattr(self.kms._active, "call", None)
-            self.kms._active.call = self
-        return self
-
-    def _event(self, *, code: str | None = None, message: str | None = None,
-               failed: bool = False, event_type: str = "AwsApiCall",
-               event_id: str | None = None) -> AuditEvent:
-        params = {k: v for k, v in self.params.items() if v is not None}
-        seen: dict[str, str] = {}
-        for k in self.keys:
-            seen.setdefault(k.arn, k.account_id)
-        event_id = event_id or self.kms._uuid()
-        if self._rid is None:
-            self._rid = self.caller.request_id or self.kms._uuid()
-        return AuditEvent(
-            event_name=self.name, event_time=self.kms._clock(), region=self.kms.region,
-            event_id=event_id, request_id=self._rid, read_only=self.read_only, account_id=self.caller.account_id,
-            principal_arn=self.caller.principal_arn, access_key_id=self.caller.access_key_id,
-            source_ip=self.caller.source_ip, user_agent=self.caller.user_agent,
-            invoked_by=self.caller.via_service, request_parameters=params or None,
-            response_elements=None if failed or event_type == INTENT else self.response,
-            error_code=code, error_message=message,
-            resources=tuple((acct, arn) for arn, acct in seen.items()),
-            event_type=event_type, authorization_decision=self.decision,
-            intent_id=self.intent_id if event_type != INTENT else None)
-
-    def write_intent(self) -> None:
-        """Durably record that this call is about to commit a change (once per call)."""
-        if self.intent_id is not None:
-            return
-        intent_id = self.kms._uuid()
-        self.kms._emit(self._event(event_type=INTENT, event_id=intent_id))
-        self.intent_id = intent_id
-
-    def __exit__(self, et, exc, tb) -> bool:
-        if not self.read_only:
-            self.kms._active.call = self._outer
-        code = message = None
-        if isinstance(exc, KMSError):
-            code, message = exc.type, exc.message
-        elif exc is not None:
-            log.error("internal error in %s (request %s)", self.name, self.caller.request_id,
-                      exc_info=(et, exc, tb))
-            code, message = KMSInternalException.type, "internal error"
-        self.kms._emit(self._event(code=code, message=message, failed=exc is not None))
-        return False
-
-
-class _ServiceCall:
-    """A scheduled change (AwsServiceEvent): intent before its commit, outcome after."""
-
-    __slots__ = ("kms", "name", "key", "now", "intent_id", "_outer", "_rid")
-
-    def __init__(self, kms: KMS, name: str, key: Key, now: float) -> None:
-        self.kms, self.name, self.key, self.now = kms, name, key, now
-        self.intent_id: str | None = None
-        self._outer: Any = None
-        self._rid: str | None = None
-
-    def __enter__(self) -> _ServiceCall:
-        self._outer = getattr(self.kms._active, "call", None)
-        self.kms._active.call = self
-        return self
-
-    def event(self, event_type: str = "AwsServiceEvent", event_id: str | None = None,
-              ) -> AuditEvent:
-        key = self.key
-        event_id = event_id or self.kms._uuid()
-        if self._rid is None:
-            self._rid = self.kms._uuid()
-        return AuditEvent(
-            event_name=self.name, event_time=self.now, region=self.kms.region,
-            event_id=event_id, request_id=self._rid,
-            read_only=False, account_id=key.account_id, principal_arn=None,
-            source_ip="AWS Internal", user_agent="AWS Internal", invoked_by="AWS Internal",
-            resources=((key.account_id, key.arn),), event_type=event_type,
-            service_event_details={"keyId": key.key_id},
-            intent_id=self.intent_id if event_type != INTENT else None)
-
-    def write_intent(self) -> None:
-        if self.intent_id is None:
-            intent_id = self.kms._uuid()
-            self.kms._emit(self.event(INTENT, intent_id))
-            self.intent_id = intent_id
-
-    def __exit__(self, et, exc, tb) -> bool:
-        self.kms._active.call = self._outer
-        if self.intent_id is None:
-            return False                # nothing reached a commit: nothing happened
-        if exc is None:
-            self.kms._emit(self.event())
-        else:
-            # The change was about to commit and failed: say so, so the intent is resolved.
-            self.kms._emit(dataclasses.replace(
-                self.event(), error_code=exc.type if isinstance(exc, KMSError)
-                else KMSInternalException.type, error_message="the scheduled change failed"))
-        return False
 
 
 class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionOps):
