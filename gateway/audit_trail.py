@@ -12,7 +12,9 @@ The S3 audit contract (issue 11; DESIGN.md "Audit"):
   that changes state first writes an intent record, durably, before its first commit point
   (``gateway.audit_store.AuditedStore``); if the intent cannot be written the request fails
   with InternalError before anything changed. The outcome names the intent (``intentEventID``).
-  A successful response is not sent before its outcome record is durable (fail-closed).
+  A successful response is not sent before its outcome record is durable (fail-closed; if
+  only the outcome fails the change has committed, the client gets InternalError, and the
+  intent record with no outcome says so to ``coffer audit verify``).
 * Every field is bounded (``kms.audit.encode``: Host and userAgent 256 bytes, key 1024,
   errorMessage 1024) and encoding cannot fail, so no request can commit and then fail to be
   recorded because of what it sent (a User-Agent with ``\xff``).

@@ -7,16 +7,9 @@ AWS responses with bytes as ``bytes`` (the JSON face base64-encodes them). Error
 ``kms.errors`` classes named by the AWS ``__type``. If the audit record cannot be written the
 call fails with KMSInternalException (fail-closed).
 
-Audit order for a state change (DESIGN.md "Audit"; issue 11, finding 5): the call's first write
-transaction, just before its COMMIT (``KeyStore.before_commit``), writes an *intent* record
-(eventType ``CofferIntent``: the call's name, caller, parameters and the keys resolved so far)
-and waits until it is durable; if it cannot be written the transaction rolls back and the call
-fails with KMSInternalException, so nothing commits off the record. The outcome record (success
-or error, naming the intent in ``intentEventID``) follows when the call returns. A crash between
-the two leaves an intent with no outcome, which ``coffer audit verify`` reports. Calls that
-change nothing (read-only, denied, invalid) write only their outcome record, and encoding a
-record cannot fail (``kms.audit.encode``). Scheduled changes (deletions, rotations, material
-expiry) are audited the same way, as AwsServiceEvent records.
+Audit order for a state change (issue 11, finding 5): an intent record is durable before the
+store commits (``KeyStore.before_commit`` -> ``_before_commit``), the outcome record follows;
+see ``kms.calls``. Encoding a record cannot fail (``kms.audit.encode``).
 """
 from __future__ import annotations
 
