@@ -197,7 +197,9 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     audit_dir = cfg.data_dir / "audit"
     sink = TrailSink(audit_dir, max_bytes=cfg.audit_roll_bytes, max_age=cfg.audit_roll_interval)
     trail_sink = FailOpenSink(sink) if cfg.audit_fail_open else sink
-    app[AUDIT] = AuditTrail(trail_sink, region=cfg.region, fail_open=cfg.audit_fail_open)
+    app[AUDIT] = AuditTrail(trail_sink, region=cfg.region, fail_open=cfg.audit_fail_open,
+                            retention_days=cfg.audit_retention_days)
+    app[STORE] = app[AUDIT].wrap_store(app[STORE])     # intent records before S3 commits
 
     async def kms_ctx(app: web.Application):
         kms = KMS.open(cfg.data_dir, region=cfg.region, audit=trail_sink,

@@ -43,13 +43,30 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--audit-roll-interval", type=float,
                        default=float(env_default("audit_roll_interval", "3600") or 3600),
                        help="roll trail files at this age in seconds (default 3600)")
+    retention = env_default("audit_retention_days", "") or None
+    serve.add_argument("--audit-retention-days", type=_retention,
+                       default=_retention(retention) if retention else None,
+                       help="delete trail files older than this many days at each digest, "
+                            "recorded in the signed digest chain so `coffer audit verify` "
+                            "still passes (COFFER_AUDIT_RETENTION_DAYS; default: keep forever)")
+
+
+def _retention(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {value!r}") from None
+    if not days > 0 or days != days or days == float("inf"):
+        raise argparse.ArgumentTypeError("the retention must be a positive number of days")
+    return days
 
 
 def config_kwargs(args: argparse.Namespace) -> dict:
     return {"audit_fail_open": bool(getattr(args, "audit_fail_open", False)),
             "audit_digest_interval": float(getattr(args, "audit_digest_interval", 3600.0)),
             "audit_roll_bytes": int(getattr(args, "audit_roll_bytes", 16 << 20)),
-            "audit_roll_interval": float(getattr(args, "audit_roll_interval", 3600.0))}
+            "audit_roll_interval": float(getattr(args, "audit_roll_interval", 3600.0)),
+            "audit_retention_days": getattr(args, "audit_retention_days", None)}
 
 
 def add_audit_parser(sub, data_dir_arg) -> None:
@@ -164,6 +181,9 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"digest  {f.status:<16} {f.name}" + (f"  ({f.detail})" if f.detail else ""))
         for f in report.files:
             print(f"file    {f.status:<16} {f.name}" + (f"  ({f.detail})" if f.detail else ""))
+        for f in report.intents:
+            print(f"intent  {f.status:<16} {f.name}  ({f.detail}: the change may have "
+                  "committed)")
         counts = report.counts()
         print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trail files")
         print("OK" if report.ok else "INTEGRITY FAILURE: files or digests were modified or "
@@ -172,8 +192,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from kms.audit import read_trail
-    recs = read_trail(Path(args.data_dir) / "audit")[-max(0, args.n):] if args.n else []
+    from itertools import islice
+
+    from kms.audit.sinks import iter_trail
+    recs = list(islice(iter_trail(Path(args.data_dir) / "audit", newest_first=True),
+                       max(0, args.n)))[::-1]
     if args.json:
         for r in recs:
             print(json.dumps(r))

@@ -5,6 +5,27 @@ one record per S3 request (data events for object reads/writes, management event
 calls) and per IAM/STS request, in CloudTrail's shape, to the same ``TrailSink``; signs digest
 files with a KMS key (ECC_NIST_P256, ECDSA_SHA_256) owned by a reserved service account that no
 credential can act as; and runs the periodic digest task.
+
+The S3 audit contract (issue 11; DESIGN.md "Audit"):
+
+* ``audited_s3(request, run)`` runs one S3 request and writes its outcome record. A request
+  that changes state first writes an intent record, durably, before its first commit point
+  (``gateway.audit_store.AuditedStore``); if the intent cannot be written the request fails
+  with InternalError before anything changed. The outcome names the intent (``intentEventID``).
+  A successful response is not sent before its outcome record is durable (fail-closed; if
+  only the outcome fails the change has committed, the client gets InternalError, and the
+  intent record with no outcome says so to ``coffer audit verify``).
+* Every field is bounded (``kms.audit.encode``: Host and userAgent 256 bytes, key 1024,
+  errorMessage 1024) and encoding cannot fail, so no request can commit and then fail to be
+  recorded because of what it sent (a User-Agent with ``\xff``).
+* A failed request nobody authenticated (bad or missing signature, unknown access key,
+  malformed, anonymous and refused) is recorded without an fsync of its own and is rate
+  limited per source IP (``kms.audit.flood.FailureLimiter``: the first 10 a minute in full,
+  then one summary record), so one client cannot fill the disk or make the server fsync per
+  request.
+* Retention (``--audit-retention-days``): each digest run prunes trail files older than the
+  retention that an earlier digest covers, recording them in the signed chain
+  (``kms.audit.digest``), so ``coffer audit verify`` tells pruned from deleted.
 """
 from __future__ import annotations
 
@@ -18,9 +39,12 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.audit_store import CURRENT_REQUEST, AuditedStore
 from kms.audit import AuditWriteError
 from kms.audit.digest import PUBLIC_KEY_FILE, write_digest
-from kms.audit.events import EVENT_VERSION, identity_type
+from kms.audit.encode import FIELD_BOUNDS, bounded
+from kms.audit.events import EVENT_VERSION, identity_type, intent_record
+from kms.audit.flood import FailureLimiter
 from kms.crypto.verify_sig import fingerprint, public_der_to_pem
 from kms.model import Caller
 
@@ -105,30 +129,46 @@ class KMSDigestSigner:
 class AuditTrail:
     """Writes S3 and IAM records to the trail the KMS writes to, and digests it."""
 
-    def __init__(self, sink, *, region: str, fail_open: bool = False) -> None:
+    def __init__(self, sink, *, region: str, fail_open: bool = False,
+                 retention_days: float | None = None,
+                 limiter: FailureLimiter | None = None) -> None:
         self.sink = sink
         self.region = region
         self.fail_open = fail_open
+        self.retention_days = retention_days
+        self.limiter = limiter or FailureLimiter(region=region)
         self._signer: KMSDigestSigner | None = None
+
+    def wrap_store(self, store):
+        """The ObjectStore with this trail's intent records before its commit points."""
+        return AuditedStore(store, self.s3_intent)
 
     # -- records -------------------------------------------------------------------------------
 
-    async def emit(self, record: dict[str, Any]) -> bool:
-        """Durably append ``record``; False when it could not be written (logged)."""
+    async def emit(self, record: dict[str, Any], *, durable: bool = True) -> bool:
+        """Append ``record`` (durably unless ``durable=False``); False when it could not be
+        written (logged)."""
+        records = self.limiter.due() + [record]
         try:
-            await asyncio.to_thread(self.sink.emit_record, record)
+            await asyncio.to_thread(self._write, records, durable)
             return True
         except AuditWriteError as exc:
             log.error("audit record for %s (request %s) not written: %s",
                       record.get("eventName"), record.get("requestID"), exc)
             return False
 
+    def _write(self, records: list[dict[str, Any]], durable: bool) -> None:
+        for i, rec in enumerate(records):
+            self.sink.emit_record(rec, durable=durable and i == len(records) - 1)
+
     def _base(self, request: web.Request, cred, source: str, name: str) -> dict[str, Any]:
         return {
             "eventVersion": EVENT_VERSION, "userIdentity": _user_identity(cred),
             "eventTime": _iso(time.time()), "eventSource": source, "eventName": name,
-            "awsRegion": self.region, "sourceIPAddress": request.remote or "",
-            "userAgent": request.headers.get("User-Agent", "")[:256],
+            "awsRegion": self.region,
+            "sourceIPAddress": bounded(request.remote or "", FIELD_BOUNDS["sourceIPAddress"]),
+            "userAgent": bounded(request.headers.get("User-Agent", ""),
+                                 FIELD_BOUNDS["userAgent"]),
         }
 
     def s3_record(self, request: web.Request, note: dict[str, Any],
@@ -139,7 +179,9 @@ class AuditTrail:
         name = op.operation if op is not None else "UnknownOperation"
         bucket = getattr(op, "bucket", None)
         key = getattr(op, "key", None)
-        params: dict[str, Any] = {"Host": request.headers.get("Host", "")}
+        # Bounded here and again by the encoder: an 8 KB Host header stays 256 bytes.
+        params: dict[str, Any] = {"Host": bounded(request.headers.get("Host", ""),
+                                                  FIELD_BOUNDS["Host"])}
         if bucket:
             params["bucketName"] = bucket
         if key:
@@ -195,6 +237,8 @@ class AuditTrail:
         })
         if "decision" in note:
             rec["authorizationDecision"] = note["decision"]
+        if note.get("intent_id"):
+            rec["intentEventID"] = note["intent_id"]
         return rec
 
     def iam_record(self, request: web.Request, note: dict[str, Any],
@@ -224,30 +268,64 @@ class AuditTrail:
                          run: Callable[[dict[str, Any]], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
         """Run one S3 request and record it (``note`` collects the operation and caller).
-        A record that cannot be written fails an unsent response (fail-closed)."""
+        A change is preceded by its durable intent record (``s3_intent``); a record that
+        cannot be written fails an unsent response (fail-closed)."""
         from gateway.s3.errors import S3Error
 
         note: dict[str, Any] = {"kind": "s3"}
         request[AUDIT_KEY] = note
+        token = CURRENT_REQUEST.set((request, note))
         try:
             response = await run(note)
         except S3Error as err:
             if not note.get("recorded"):
                 note["recorded"] = True
-                await self.emit(self.s3_record(request, note, None, err))
+                await self._record_failure(request, note, err)
             raise
         except Exception as exc:
             if not note.get("recorded") and not isinstance(
                     exc, (ConnectionError, asyncio.CancelledError)):
                 note["recorded"] = True
-                await self.emit(self.s3_record(request, note, None, S3Error("InternalError")))
+                await self._record_failure(request, note, S3Error("InternalError"))
             raise
+        finally:
+            CURRENT_REQUEST.reset(token)
         if not note.get("recorded"):
             note["recorded"] = True
             ok = await self.emit(self.s3_record(request, note, response, None))
             if not ok and not self.fail_open:
                 raise S3Error("InternalError")
         return response
+
+    async def s3_intent(self, request: web.Request, note: dict[str, Any]) -> None:
+        """Durably record that this request is about to commit a change (once per request);
+        raise InternalError, before the change, when that is impossible."""
+        if note.get("intent_id"):
+            return
+        intent_id = str(uuid.uuid4())
+        rec = intent_record(self.s3_record(request, note, None, None), intent_id)
+        if await self.emit(rec):
+            note["intent_id"] = intent_id
+        elif not self.fail_open:
+            from gateway.s3.errors import S3Error
+            raise S3Error("InternalError")
+
+    async def _record_failure(self, request: web.Request, note: dict[str, Any], err) -> None:
+        rec = self.s3_record(request, note, None, err)
+        cred = getattr(note.get("auth"), "credential", None)
+        if cred is not None or note.get("intent_id"):
+            await self.emit(rec)
+            return
+        # Nobody authenticated it: bounded, no fsync of its own, rate limited per source.
+        admit, summaries = self.limiter.admit(rec["sourceIPAddress"], rec.get("errorCode", ""))
+        batch = self.limiter.due() + summaries + ([rec] if admit else [])
+        if not batch:
+            return
+        try:
+            await asyncio.to_thread(self._write, batch, False)
+        except AuditWriteError as exc:
+            log.error("audit record for an unauthenticated %s not written: %s",
+                      rec.get("eventName"), exc)
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """A handler that streams its response prepares it itself: record the request now,
@@ -271,13 +349,18 @@ class AuditTrail:
     # -- digests ---------------------------------------------------------------------------------
 
     def digest(self, kms, audit_dir: Path) -> Path:
-        """Roll the active file and write the next signed digest (blocking)."""
+        """Write pending failure summaries, roll the active file and write the next signed
+        digest, pruning files past the retention (blocking)."""
         if self._signer is None:
             self._signer = KMSDigestSigner(kms, audit_dir)
+        try:
+            self._write(self.limiter.flush(), True)
+        except AuditWriteError as exc:
+            log.error("audit failure summaries not written: %s", exc)
         roll = getattr(self.sink, "roll", None)
         if roll is not None:
             roll()
-        return write_digest(audit_dir, self._signer)
+        return write_digest(audit_dir, self._signer, retention_days=self.retention_days)
 
     async def digest_loop(self, kms, audit_dir: Path, interval: float) -> None:
         while True:

@@ -58,3 +58,4 @@ class Config:
     audit_roll_bytes: int = 16 * 1024 * 1024
     audit_roll_interval: float = 3600.0
     audit_digest_interval: float = 3600.0
+    audit_retention_days: float | None = None     # None: keep trail files forever

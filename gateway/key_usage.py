@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kms.audit import read_trail
+from kms.audit.sinks import iter_trail
 
 __all__ = ["bucket_dirs", "object_records", "sse_record", "objects_under_key",
            "key_usage_report", "deletion_warning", "format_report"]
@@ -111,7 +111,7 @@ def key_usage_report(data_dir: Path, key_arn: str, key_state: str | None = None,
                      records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     data_dir = Path(data_dir)
     objs = objects_under_key(data_dir / "s3", key_arn)
-    recs = read_trail(data_dir / "audit") if records is None else records
+    recs = iter_trail(data_dir / "audit") if records is None else records   # streamed
     last: dict[tuple[str, str], dict[str, Any]] = {}
     attempts = []
     for rec in recs:

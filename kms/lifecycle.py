@@ -24,8 +24,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kms import params as P
-from kms.audit import AuditEvent
-from kms.audit.sinks import read_trail
+from kms.audit.lookup import newest_first
+from kms.audit.sinks import iter_trail
 from kms.crypto import import_wrap
 from kms.crypto.aead import CryptoError
 from kms.errors import (DisabledException, ExpiredImportTokenException,
@@ -126,11 +126,15 @@ _TRACKED_OPERATIONS = frozenset({
     "ReEncrypt", "Sign", "Verify", "VerifyMac"})
 
 
-def _trail_records(sink: Any):
+def _trail_records(sink: Any) -> tuple[Any, str]:
+    """-> (the trail's records newest first, streamed; the oldest record's eventTime)."""
     inner = getattr(sink, "inner", sink)            # FailOpenSink wraps the trail
     if getattr(inner, "audit_dir", None) is not None:
-        return read_trail(inner.audit_dir)
-    return list(getattr(inner, "records", ()))
+        first = next(iter_trail(inner.audit_dir), {})
+        return newest_first(inner.audit_dir), str(first.get("eventTime") or "")
+    records = [r for r in getattr(inner, "records", ()) if r.get("eventType") != "CofferIntent"]
+    records.sort(key=lambda r: r.get("eventTime", ""), reverse=True)
+    return records, min((r.get("eventTime", "") for r in records), default="")
 
 
 def _epoch(iso: str) -> float:
@@ -230,8 +234,9 @@ class LifecycleOps:
                 made.append(version)
                 return self._backend.generate(arn, version)
             try:
-                self._store.add_version(key.key_id, still_due, record, now,
-                                        RotationType.AUTOMATIC, sys.maxsize, reschedule)
+                with self._service_call("RotateKey", key, now):
+                    self._store.add_version(key.key_id, still_due, record, now,
+                                            RotationType.AUTOMATIC, sys.maxsize, reschedule)
             except (NotFoundException, KMSInvalidStateException):
                 for v in made:
                     self._backend.forget(key.wrap_arn, v)
@@ -240,17 +245,8 @@ class LifecycleOps:
                 for v in made:
                     self._backend.forget(key.wrap_arn, v)
                 raise
-            self._service_event("RotateKey", key, now)
             rotated.append(key.arn)
         return rotated
-
-    def _service_event(self: KMS, name: str, key: Key, now: float) -> None:
-        self._emit(AuditEvent(
-            event_name=name, event_time=now, region=self.region, event_id=self._uuid(),
-            request_id=self._uuid(), read_only=False, account_id=key.account_id,
-            principal_arn=None, source_ip="AWS Internal", user_agent="AWS Internal",
-            invoked_by="AWS Internal", resources=((key.account_id, key.arn),),
-            event_type="AwsServiceEvent", service_event_details={"keyId": key.key_id}))
 
     # -- tags ----------------------------------------------------------------------------
 
@@ -304,14 +300,14 @@ class LifecycleOps:
         with self._call(caller, "GetKeyLastUsage", {"keyId": P.s(key_id)},
                         read_only=True) as call:
             key = self._resolve(call, key_id, "GetKeyLastUsage")
-            records = list(_trail_records(self._audit))
+            # Newest first and stop at the first match: memory stays bounded (issue 11).
+            records, oldest = _trail_records(self._audit)
             last = None
             for rec in records:
                 if (rec.get("eventName") in _TRACKED_OPERATIONS and not rec.get("errorCode")
                         and any(r.get("ARN") == key.arn for r in rec.get("resources") or ())):
-                    if last is None or rec.get("eventTime", "") >= last.get("eventTime", ""):
-                        last = rec
-            oldest = min((r.get("eventTime", "") for r in records), default="")
+                    last = rec
+                    break
             created = float(key.metadata.creation_date)
             tracking = max(created, _epoch(oldest) if oldest else created)
             out: dict[str, Any] = {"KeyId": key.arn, "KeyCreationDate": created,
@@ -562,11 +558,11 @@ class LifecycleOps:
         expired: list[str] = []
         for key in self._store.due_expirations(now):
             try:
-                if not self._drop_material(key, now):
-                    continue
+                with self._service_call("DeleteExpiredKeyMaterial", key, now):
+                    if not self._drop_material(key, now):
+                        continue
             except (NotFoundException, KMSInvalidStateException,
                     UnsupportedOperationException):
                 continue        # reimported or deleted meanwhile
-            self._service_event("DeleteExpiredKeyMaterial", key, now)
             expired.append(key.arn)
         return expired

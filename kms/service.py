@@ -6,6 +6,10 @@ thread-safe. Arguments are AWS's parameter names in snake_case; results are dict
 AWS responses with bytes as ``bytes`` (the JSON face base64-encodes them). Errors are
 ``kms.errors`` classes named by the AWS ``__type``. If the audit record cannot be written the
 call fails with KMSInternalException (fail-closed).
+
+Audit order for a state change (issue 11, finding 5): an intent record is durable before the
+store commits (``KeyStore.before_commit`` -> ``_before_commit``), the outcome record follows;
+see ``kms.calls``. Encoding a record cannot fail (``kms.audit.encode``).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from kms import context as ec
 from kms import params as P
 from kms.asymmetric import AsymmetricOps
 from kms.audit import AuditEvent, AuditSink, TrailSink
+from kms.calls import _Call, _ServiceCall
 from kms.authz import aws_managed_key_policy
 from kms.grants import GrantOps, validate_grant_tokens
 from kms.backends import KeyBackend, MaterialRef
@@ -34,7 +39,7 @@ from kms.rootkeys import HSMSettings, open_root
 from kms.custom_key_stores import CustomKeyStoreOps
 from kms.errors import (AccessDeniedException, AlreadyExistsException, ConflictException,
                         DisabledException, IncorrectKeyException, InvalidAliasNameException,
-                        InvalidCiphertextException, InvalidKeyUsageException, KMSError,
+                        InvalidCiphertextException, InvalidKeyUsageException,
                         KMSInternalException, KMSInvalidStateException, NotFoundException,
                         UnsupportedOperationException, ValidationException)
 from kms.keyref import (RESERVED_ALIAS_PREFIX, alias_arn, key_arn, parse_key_ref,
@@ -78,53 +83,6 @@ def _camel(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k[:1].lower() + k[1:]: v for k, v in d.items()}
 
 
-class _Call:
-    """Audits one operation: ``with kms._call(...) as call:`` records success or the error."""
-
-    __slots__ = ("kms", "caller", "name", "params", "read_only", "keys", "response",
-                 "decision", "authz_extra")
-
-    def __init__(self, kms: KMS, caller: Caller, name: str, params: dict[str, Any],
-                 read_only: bool) -> None:
-        self.kms, self.caller, self.name = kms, caller, name
-        self.params, self.read_only = params, read_only
-        self.keys: list[Key] = []
-        self.response: dict[str, Any] | None = None
-        self.decision: dict[str, Any] | None = None      # kms.grants._authorize
-        self.authz_extra: dict[str, Any] | None = None   # operation-specific condition keys
-
-    def __enter__(self) -> _Call:
-        if not isinstance(self.caller, Caller):
-            raise TypeError("every KMS call takes a Caller first")
-        return self
-
-    def __exit__(self, et, exc, tb) -> bool:
-        code = message = None
-        if isinstance(exc, KMSError):
-            code, message = exc.type, exc.message
-        elif exc is not None:
-            log.error("internal error in %s (request %s)", self.name, self.caller.request_id,
-                      exc_info=(et, exc, tb))
-            code, message = KMSInternalException.type, "internal error"
-        params = {k: v for k, v in self.params.items() if v is not None}
-        seen: dict[str, str] = {}
-        for k in self.keys:
-            seen.setdefault(k.arn, k.account_id)
-        event = AuditEvent(
-            event_name=self.name, event_time=self.kms._clock(), region=self.kms.region,
-            event_id=self.kms._uuid(), request_id=self.caller.request_id or self.kms._uuid(),
-            read_only=self.read_only, account_id=self.caller.account_id,
-            principal_arn=self.caller.principal_arn, access_key_id=self.caller.access_key_id,
-            source_ip=self.caller.source_ip, user_agent=self.caller.user_agent,
-            invoked_by=self.caller.via_service, request_parameters=params or None,
-            response_elements=None if exc is not None else self.response,
-            error_code=code, error_message=message,
-            resources=tuple((acct, arn) for arn, acct in seen.items()),
-            authorization_decision=self.decision)
-        self.kms._emit(event)
-        return False
-
-
 class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionOps):
     """The embedded KMS. Build with ``KMS.open(data_dir)``; ``close()`` when done."""
 
@@ -139,6 +97,10 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
         self._store = store
         self._backend = backend
         self._audit = audit
+        # The state-changing call running on each thread (_Call/_ServiceCall): the store's
+        # commit hook writes its intent record before the transaction commits.
+        self._active = threading.local()
+        store.before_commit = self._before_commit
         self.region = region
         self._clock = clock
         self._rand = rand
@@ -240,6 +202,16 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
     def _call(self, caller: Caller, name: str, params: dict[str, Any],
               read_only: bool) -> _Call:
         return _Call(self, caller, name, dict(params), read_only)
+
+    def _service_call(self, name: str, key: Key, now: float) -> _ServiceCall:
+        return _ServiceCall(self, name, key, now)
+
+    def _before_commit(self) -> None:
+        """KeyStore.before_commit: the active call's intent is durable before any commit.
+        Raises KMSInternalException (rolling the transaction back) when it cannot be."""
+        call = getattr(self._active, "call", None)
+        if call is not None:
+            call.write_intent()
 
     def _resolve(self, call: _Call, key_id: object, action: str, *,
                  param: str = "keyId") -> Key:
@@ -608,18 +580,12 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                 if k.state is not KeyState.PENDING_DELETION or (k.metadata.deletion_date or 0) > now:
                     raise KMSInvalidStateException(f"{k.arn} is not pending deletion.")
             try:
-                versions = self._store.delete_key(key.key_id, still_due, now)
+                with self._service_call("DeleteKey", key, now):
+                    versions = self._store.delete_key(key.key_id, still_due, now)
             except (NotFoundException, KMSInvalidStateException):
                 continue        # cancelled or deleted by someone else meanwhile
             for v in versions:
                 self._forget(key, v.version)
-            self._emit(AuditEvent(
-                event_name="DeleteKey", event_time=now, region=self.region,
-                event_id=self._uuid(), request_id=self._uuid(), read_only=False,
-                account_id=key.account_id, principal_arn=None, source_ip="AWS Internal",
-                user_agent="AWS Internal", invoked_by="AWS Internal",
-                resources=((key.account_id, key.arn),), event_type="AwsServiceEvent",
-                service_event_details={"keyId": key.key_id}))
             deleted.append(key.arn)
         return deleted
 

@@ -10,7 +10,19 @@ by a KMS asymmetric key (``DigestSigner``: the gateway wires Coffer's own KMS, s
 (base64). Verification needs only the public key (``kms.audit.verify``).
 
 A trail file still being written is held under an exclusive ``flock`` by its writer
-(``TrailSink``) and is left for a later digest. Imports nothing else from ``kms``.
+(``TrailSink``) and is left for a later digest.
+
+Retention (``retention_days``, ``--audit-retention-days``; default: keep forever): a digest
+run prunes trail files whose newest event is older than the retention and that an earlier
+digest already covers. The digest it writes lists them first, signed, in ``prunedLogFiles``
+(name, the hash the covering digest recorded, size, records, newest event time, that digest's
+name); only then are the files deleted. So ``coffer audit verify`` reports a pruned file as
+``pruned`` while a file deleted any other way is still ``deleted``; a crash between the two
+steps leaves a listed file that the next run deletes. Digests themselves are kept (a few KB
+each): they are the chain. Format: ``digestVersion`` "1.1" adds ``prunedLogFiles``; "1.0"
+digests (no pruning) are read unchanged.
+
+Imports nothing else from ``kms``.
 """
 from __future__ import annotations
 
@@ -29,11 +41,13 @@ from kms.audit.sinks import TRAIL_DIR, trail_files
 
 __all__ = ["DigestSigner", "DIGEST_DIR", "PUBLIC_KEY_FILE", "canonical", "digest_files",
            "load_digest", "write_digest", "file_entry", "sorted_lines_hash", "covered_files",
-           "digest_sort_key", "iso", "DIGEST_VERSION"]
+           "digest_sort_key", "iso", "DIGEST_VERSION", "DIGEST_VERSIONS", "pruned_files"]
 
 DIGEST_DIR = "digests"
 PUBLIC_KEY_FILE = "digest-public-key.pem"
-DIGEST_VERSION = "1.0"
+DIGEST_VERSION = "1.1"
+DIGEST_VERSIONS = ("1.0", "1.1")          # what verify reads
+DAY = 86400.0
 HASH_ALGORITHM = "SHA-256"
 _DIGEST_NAME = re.compile(r"^(\d{8}T\d{6}Z)-(\d+)\.json$")
 
@@ -118,6 +132,63 @@ def covered_files(audit_dir: Path) -> set[str]:
     return names
 
 
+def pruned_files(docs: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+    """name -> (digest file, entry) for every trail file a digest of ``docs`` (name -> doc)
+    records as pruned."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, doc in docs:
+        for entry in (doc or {}).get("prunedLogFiles") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                out.setdefault(entry["name"], (name, entry))
+    return out
+
+
+def _prunable(audit_dir: Path, cutoff: str) -> tuple[list[dict[str, Any]], list[Path]]:
+    """-> (entries to record as pruned now, files recorded earlier but still present)."""
+    docs = []
+    for p in digest_files(audit_dir):
+        try:
+            docs.append((p.name, load_digest(p)))
+        except (OSError, ValueError):
+            continue
+    done = pruned_files(docs)
+    listed: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, doc in docs:
+        for entry in doc.get("logFiles") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                listed.setdefault(entry["name"], (name, entry))
+    new, leftover = [], []
+    for path in trail_files(audit_dir):
+        if path.name in done:
+            leftover.append(path)
+            continue
+        hit = listed.get(path.name)
+        if hit is None or _in_use(path):
+            continue
+        digest_name, entry = hit
+        newest = entry.get("newestEventTime")
+        if isinstance(newest, str) and newest < cutoff:
+            new.append({"name": path.name, "hashAlgorithm": HASH_ALGORITHM,
+                        "hashValue": entry.get("hashValue"), "size": entry.get("size"),
+                        "records": entry.get("records"), "newestEventTime": newest,
+                        "coveredBy": digest_name})
+    return new, leftover
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+    if paths:
+        dfd = os.open(paths[0].parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
 def _in_use(path: Path) -> bool:
     """True while a writer holds the file's flock (it is some process's active file)."""
     try:
@@ -162,12 +233,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_digest(audit_dir: Path, signer: DigestSigner, *, now: float | None = None,
-                 exclude: frozenset[str] | set[str] = frozenset()) -> Path:
+                 exclude: frozenset[str] | set[str] = frozenset(),
+                 retention_days: float | None = None) -> Path:
     """Write and sign the next digest of the chain; returns its path. Files named in
-    ``exclude`` or held by a writer are left for the next digest."""
+    ``exclude`` or held by a writer are left for the next digest. With ``retention_days``,
+    covered files older than that are recorded as pruned, then deleted."""
     audit_dir = Path(audit_dir)
     now = time.time() if now is None else now
     with _digest_lock(audit_dir):
+        pruned: list[dict[str, Any]] = []
+        leftover: list[Path] = []
+        if retention_days is not None:
+            pruned, leftover = _prunable(audit_dir, iso(now - float(retention_days) * DAY))
         digests = digest_files(audit_dir)
         prev_path = digests[-1] if digests else None
         prev: dict[str, Any] | None = None
@@ -204,9 +281,12 @@ def write_digest(audit_dir: Path, signer: DigestSigner, *, now: float | None = N
             "digestPublicKeyFingerprint": signer.public_key_fingerprint,
             "digestSignatureAlgorithm": signer.algorithm,
             "logFiles": entries,
+            "prunedLogFiles": pruned,
         }
         signature = signer.sign_digest(hashlib.sha256(canonical(doc)).digest())
         doc["digestSignature"] = base64.b64encode(signature).decode()
         path = audit_dir / DIGEST_DIR / name
         _write_atomic(path, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n")
+        # Deleted only once the signed digest recording the pruning is durable.
+        _unlink_all(leftover + [audit_dir / TRAIL_DIR / e["name"] for e in pruned])
         return path

@@ -3,7 +3,20 @@
 ``AuditEvent.to_record()`` gives the JSON object; field names and nesting follow CloudTrail
 (eventVersion 1.08). What never goes in: plaintext, data keys, ciphertext blobs, grant tokens.
 ``requestParameters``/``responseElements`` are built by the caller from an allow-list; as a
-last guard ``to_record`` refuses any bytes value, so a secret cannot slip in as raw bytes.
+last guard the encoder (``kms.audit.encode``) writes any bytes value as ``[bytes omitted: N]``,
+so a secret cannot slip in as raw bytes, and bounds every field. ``encode_event`` turns an
+event into its trail line and cannot fail: a state change must never commit off the record
+because its record could not be encoded.
+
+Intent records (``intent_record``): a state change writes one, durably, before it commits
+(DESIGN.md "Audit"); the outcome record written after names it in ``intentEventID``::
+
+    {"eventVersion": "1.08", "eventType": "CofferIntent", "eventID": <intent id>,
+     "eventName", "eventSource", "eventTime", "requestID", "userIdentity", "awsRegion",
+     "sourceIPAddress", "userAgent", "requestParameters", "resources", "recipientAccountId"}
+
+They are not CloudTrail events: LookupEvents and ``read_trail`` skip them; ``coffer audit
+verify`` reports an intent no outcome names (the change may or may not have committed).
 Imports nothing else from ``kms``.
 """
 from __future__ import annotations
@@ -12,10 +25,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AuditEvent", "EVENT_VERSION", "identity_type", "service_principal"]
+from kms.audit.encode import encode_record
+
+__all__ = ["AuditEvent", "EVENT_VERSION", "INTENT", "SUMMARY", "identity_type",
+           "service_principal", "intent_record", "is_intent", "encode_event"]
 
 EVENT_VERSION = "1.08"
 EVENT_SOURCE = "kms.amazonaws.com"
+INTENT = "CofferIntent"          # eventType of an intent record
+SUMMARY = "CofferSummary"        # eventType of a rate-limited failure summary
+_INTENT_FIELDS = ("eventVersion", "eventName", "eventSource", "eventTime", "requestID",
+                  "userIdentity", "awsRegion", "sourceIPAddress", "userAgent",
+                  "requestParameters", "resources", "recipientAccountId", "readOnly")
 
 
 def identity_type(principal_arn: str) -> str:
@@ -45,15 +66,39 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def _no_bytes(value: Any, where: str) -> None:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"bytes in audit {where}: secrets and blobs never go in an event")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _no_bytes(v, f"{where}.{k}")
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _no_bytes(v, where)
+def is_intent(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("eventType") == INTENT
+
+
+def intent_record(outcome: dict[str, Any], intent_id: str) -> dict[str, Any]:
+    """The intent record announcing the call ``outcome`` will describe (fields as above)."""
+    rec = {k: outcome[k] for k in _INTENT_FIELDS if k in outcome}
+    rec.update(eventType=INTENT, eventID=intent_id)
+    return rec
+
+
+def encode_event(event: Any) -> bytes:
+    """The trail line for an AuditEvent; never raises. An event whose ``to_record`` fails
+    (a field of the wrong type) is still written, as its name, ids and the failure."""
+    try:
+        rec = event.to_record()
+    except Exception as exc:  # noqa: BLE001 - the record must be written whatever the event
+        rec = {"eventVersion": EVENT_VERSION, "eventSource": EVENT_SOURCE,
+               "eventName": getattr(event, "event_name", "UnknownEvent"),
+               "eventTime": _safe_iso(getattr(event, "event_time", None)),
+               "requestID": getattr(event, "request_id", ""),
+               "eventID": getattr(event, "event_id", ""),
+               "errorCode": getattr(event, "error_code", None),
+               "intentEventID": getattr(event, "intent_id", None),
+               "cofferEncodingNote": f"event fields unusable: {type(exc).__name__}"}
+    return encode_record(rec)
+
+
+def _safe_iso(t: Any) -> str:
+    try:
+        return _iso(float(t))
+    except Exception:  # noqa: BLE001 - any value, see encode_event
+        return _iso(time.time())
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +125,9 @@ class AuditEvent:
     # Beyond CloudTrail: which policy statement or grant allowed or denied the call
     # ({"allowed", "reason", "policy", "statementSid"} or {"allowed", "reason", "grantId"}).
     authorization_decision: dict[str, Any] | None = None
+    intent_id: str | None = None             # the intent record this outcome completes
 
     def to_record(self) -> dict[str, Any]:
-        _no_bytes(self.request_parameters, "requestParameters")
-        _no_bytes(self.response_elements, "responseElements")
         if self.principal_arn is None:
             identity: dict[str, Any] = {"accountId": self.account_id,
                                         "invokedBy": self.invoked_by or "AWS Internal"}
@@ -129,4 +173,6 @@ class AuditEvent:
             rec["serviceEventDetails"] = self.service_event_details
         if self.authorization_decision is not None:
             rec["authorizationDecision"] = self.authorization_decision
+        if self.intent_id is not None:
+            rec["intentEventID"] = self.intent_id
         return rec

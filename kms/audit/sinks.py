@@ -1,7 +1,14 @@
 """Audit sinks. A KMS call returns only after its record is durable (fail-closed).
 
 ``TrailSink`` (the default since the audit-trail issue) writes every source's records to rolling
-files under ``<data_dir>/audit/trail/``; ``read_trail`` reads them back in order.
+files under ``<data_dir>/audit/trail/``; ``iter_trail`` streams them back, oldest or newest
+first, one bounded line at a time (``read_trail`` collects the forward stream).
+
+Records are encoded by ``kms.audit.encode`` (bounded, cannot fail), so a sink's only failure is
+the disk: ``AuditWriteError``. ``emit_record(record, durable=False)`` appends without waiting for
+an fsync: the next durable record, ``sync()`` or the roll makes it durable. The gateway uses it
+for requests nobody authenticated, so one client cannot make the server fsync per request
+(issue 11, finding 11); every other record is durable before ``emit`` returns.
 
 ``JSONLinesSink`` appends one JSON object per line to one file (formerly the KMS's own log)
 (mode 0600, ``O_APPEND`` so each record is one ``write``). Durability uses group commit:
@@ -18,12 +25,14 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Iterator, Protocol, runtime_checkable
 
-from kms.audit.events import AuditEvent, _no_bytes
+from kms.audit.encode import encode_record
+from kms.audit.events import AuditEvent, encode_event, is_intent
 
 __all__ = ["AuditSink", "AuditWriteError", "JSONLinesSink", "MemorySink", "TrailSink",
-           "FailOpenSink", "read_trail", "trail_files", "trail_sort_key", "TRAIL_DIR"]
+           "FailOpenSink", "read_trail", "iter_trail", "iter_file", "trail_files",
+           "trail_sort_key", "TRAIL_DIR"]
 
 log = logging.getLogger("coffer.audit")
 
@@ -43,26 +52,29 @@ class AuditSink(Protocol):
 
 
 class MemorySink:
-    """Keeps records in a list (tests)."""
+    """Keeps records in a list, intent records in another (tests; as ``read_trail``)."""
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.intents: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.fail = False
 
     def emit(self, event: AuditEvent) -> None:
-        if self.fail:
-            raise AuditWriteError("memory sink set to fail")
-        rec = json.loads(json.dumps(event.to_record()))
-        with self._lock:
-            self.records.append(rec)
+        self._keep(encode_event(event))
 
-    def emit_record(self, record: dict[str, Any]) -> None:
+    def emit_record(self, record: dict[str, Any], *, durable: bool = True) -> None:
+        self._keep(encode_record(record))
+
+    def _keep(self, line: bytes) -> None:
         if self.fail:
             raise AuditWriteError("memory sink set to fail")
-        _no_bytes(record, "record")
+        rec = json.loads(line)
         with self._lock:
-            self.records.append(json.loads(json.dumps(record)))
+            (self.intents if is_intent(rec) else self.records).append(rec)
+
+    def sync(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -80,11 +92,7 @@ class JSONLinesSink:
         self._synced = 0
 
     def emit(self, event: AuditEvent) -> None:
-        try:
-            line = (json.dumps(event.to_record(), separators=(",", ":"), ensure_ascii=False)
-                    + "\n").encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise AuditWriteError(f"unserializable audit event: {exc}") from None
+        line = encode_event(event)
         try:
             with self._write_lock:
                 if self._fd < 0:
@@ -135,17 +143,70 @@ def trail_files(audit_dir: Path) -> list[Path]:
                   key=lambda p: trail_sort_key(p.name))
 
 
-def read_trail(audit_dir: Path) -> list[dict[str, Any]]:
-    """Every record of the trail, in file order (a torn last line is skipped)."""
-    out: list[dict[str, Any]] = []
-    for path in trail_files(audit_dir):
-        for line in path.read_bytes().splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-    return out
+_CHUNK = 64 * 1024
+
+
+def _lines_forward(fd: int) -> Iterator[bytes]:
+    rest = b""
+    while True:
+        chunk = os.read(fd, _CHUNK)
+        if not chunk:
+            break
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def _lines_backward(fd: int) -> Iterator[bytes]:
+    pos = os.fstat(fd).st_size
+    rest = b""
+    while pos > 0:
+        step = min(_CHUNK, pos)
+        pos -= step
+        chunk = os.pread(fd, step, pos)
+        parts = (chunk + rest).split(b"\n")
+        rest = parts.pop(0)
+        yield from reversed(parts)
+    if rest:
+        yield rest
+
+
+def iter_file(path: Path, *, newest_first: bool = False,
+              intents: bool = False) -> Iterator[dict[str, Any]]:
+    """The records of one trail file, streamed (memory: one 64 KiB chunk and one line).
+    Torn or unreadable lines are skipped; intent records only with ``intents``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return                            # pruned or rolled away meanwhile
+    try:
+        for line in (_lines_backward(fd) if newest_first else _lines_forward(fd)):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and (intents or not is_intent(rec)):
+                yield rec
+    finally:
+        os.close(fd)
+
+
+def iter_trail(audit_dir: Path, *, newest_first: bool = False,
+               intents: bool = False) -> Iterator[dict[str, Any]]:
+    """Every record of the trail in file order (or its reverse), streamed."""
+    files = trail_files(audit_dir)
+    for path in (reversed(files) if newest_first else files):
+        yield from iter_file(path, newest_first=newest_first, intents=intents)
+
+
+def read_trail(audit_dir: Path, *, intents: bool = False) -> list[dict[str, Any]]:
+    """Every record of the trail, in file order (a torn last line is skipped). Loads the
+    whole trail: for tools and tests; servers stream with ``iter_trail``."""
+    return list(iter_trail(audit_dir, intents=intents))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -228,20 +289,27 @@ class TrailSink:
         return name
 
     def emit(self, event: AuditEvent) -> None:
-        try:
-            rec = event.to_record()
-        except (TypeError, ValueError) as exc:
-            raise AuditWriteError(f"unserializable audit event: {exc}") from None
-        self.emit_record(rec)
+        self._append(encode_event(event), durable=True)
 
-    def emit_record(self, record: dict[str, Any]) -> None:
-        """Append one CloudTrail-shaped record; returns when it is durable."""
+    def emit_record(self, record: dict[str, Any], *, durable: bool = True) -> None:
+        """Append one CloudTrail-shaped record; returns when it is durable (or, with
+        ``durable=False``, once it is written: a later fsync covers it)."""
+        self._append(encode_record(record), durable=durable)
+
+    def sync(self) -> None:
+        """Make every record written so far durable."""
         try:
-            _no_bytes(record, "record")
-            line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-                    + "\n").encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise AuditWriteError(f"unserializable audit record: {exc}") from None
+            with self._sync_lock:
+                if self._fd < 0 or self._synced >= self._written:
+                    return
+                target = self._written
+                if self._fsync:
+                    os.fdatasync(self._fd)
+                self._synced = target
+        except OSError as exc:
+            raise AuditWriteError(f"audit trail sync failed: {exc.strerror}") from None
+
+    def _append(self, line: bytes, *, durable: bool) -> None:
         try:
             with self._write_lock:
                 if self._closed:
@@ -259,7 +327,7 @@ class TrailSink:
                 self._size += n
                 self._written += 1
                 mine = self._written
-            if not self._fsync:
+            if not self._fsync or not durable:
                 return
             with self._sync_lock:
                 if self._synced >= mine or self._fd < 0:
@@ -295,9 +363,9 @@ class FailOpenSink:
             log.error("AUDIT RECORD LOST (fail-open): %s %s: %s", event.event_name,
                       event.request_id, exc)
 
-    def emit_record(self, record: dict[str, Any]) -> None:
+    def emit_record(self, record: dict[str, Any], *, durable: bool = True) -> None:
         try:
-            self.inner.emit_record(record)
+            self.inner.emit_record(record, durable=durable)
         except AuditWriteError as exc:
             log.error("AUDIT RECORD LOST (fail-open): %s %s: %s", record.get("eventName"),
                       record.get("requestID"), exc)

@@ -2,7 +2,16 @@
 
 Each trail file is reported as ``valid``, ``modified`` (hash differs; ``records reordered``
 when the same records are present in another order), ``deleted`` (listed by a digest, gone),
-or ``not yet covered`` (no digest lists it yet). Each digest is ``valid``, ``modified``
+``pruned`` (listed by a digest, gone, and a later digest with a valid signature records its
+pruning under the retention setting: not a failure), or ``not yet covered`` (no digest lists
+it yet).
+
+Intent records (``kms.audit.events``): a state change writes one before it commits and its
+outcome record names it. An intent that no outcome names is reported in ``intents`` as
+``no outcome`` (the server stopped, or could not write the outcome, between the two: the change
+may or may not have committed; look it up by its requestID). It is not tampering and does not
+fail the verification. Intents whose outcome is older than the files read (pruned) are not
+reported; the scan streams the files and holds only the unresolved intents. Each digest is ``valid``, ``modified``
 (signature invalid, unreadable, or its hash/signature differs from what the next digest
 recorded) or ``deleted`` (a later digest names it as its predecessor and it is gone).
 The caller passes the signature check (``kms.crypto.verify_sig.verify_with_public_key``)
@@ -17,13 +26,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from kms.audit.digest import (canonical, digest_files, digest_sort_key, load_digest,
-                              sorted_lines_hash)
-from kms.audit.sinks import trail_files
+from kms.audit.digest import (DIGEST_VERSIONS, canonical, digest_files, digest_sort_key,
+                              load_digest, pruned_files, sorted_lines_hash)
+from kms.audit.events import INTENT
+from kms.audit.sinks import iter_file, trail_files
 
-__all__ = ["Finding", "Report", "verify_trail", "VALID", "MODIFIED", "DELETED", "NOT_COVERED"]
+__all__ = ["Finding", "Report", "verify_trail", "VALID", "MODIFIED", "DELETED", "NOT_COVERED",
+           "PRUNED", "NO_OUTCOME"]
 
 VALID, MODIFIED, DELETED, NOT_COVERED = "valid", "modified", "deleted", "not yet covered"
+PRUNED, NO_OUTCOME = "pruned", "no outcome"
 
 SignatureCheck = Callable[[bytes, str, bytes, bytes], bool]   # (public key, alg, msg, sig)
 
@@ -41,10 +53,12 @@ class Finding:
 class Report:
     files: list[Finding] = field(default_factory=list)
     digests: list[Finding] = field(default_factory=list)
+    intents: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(f.status in (VALID, NOT_COVERED) for f in self.files + self.digests)
+        return all(f.status in (VALID, NOT_COVERED, PRUNED)
+                   for f in self.files + self.digests)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -54,7 +68,8 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "files": [asdict(f) for f in self.files],
-                "digests": [asdict(f) for f in self.digests], "counts": self.counts()}
+                "digests": [asdict(f) for f in self.digests],
+                "intents": [asdict(f) for f in self.intents], "counts": self.counts()}
 
 
 def _in_range(start: str | None, end: str | None, lo: str | None, hi: str | None) -> bool:
@@ -105,6 +120,9 @@ def verify_trail(audit_dir: Path, public_key: bytes, check: SignatureCheck, *,
                                           "signed by another key than the public key given")
         elif not sig or not check(public_key, alg, canonical(doc), sig):
             digest_status[name] = Finding("digest", name, MODIFIED, "signature is not valid")
+        elif doc.get("digestVersion", "1.0") not in DIGEST_VERSIONS:
+            digest_status[name] = Finding("digest", name, MODIFIED,
+                                          f"unknown digestVersion {doc.get('digestVersion')}")
         elif doc.get("digestFile") not in (None, name):
             digest_status[name] = Finding("digest", name, MODIFIED,
                                           f"renamed (signed as {doc.get('digestFile')})")
@@ -136,6 +154,20 @@ def verify_trail(audit_dir: Path, public_key: bytes, check: SignatureCheck, *,
                 digest_status[prev] = Finding("digest", prev, MODIFIED,
                                               f"differs from the hash recorded by {name}")
     report.digests = sorted(digest_status.values(), key=lambda f: digest_sort_key(f.name))
+    # Pruning counts only when recorded by a digest whose signature holds (any period).
+    def trusted(name: str) -> bool:
+        f = digest_status.get(name)
+        if f is not None:
+            return f.status == VALID
+        doc = docs.get(name)
+        try:
+            sig = base64.b64decode((doc or {}).get("digestSignature") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return bool(doc and sig and check(public_key, str(doc.get("digestSignatureAlgorithm")
+                                                          or ""), canonical(doc), sig))
+    pruned = pruned_files((n, d) for n, d in docs.items()
+                          if d and d.get("prunedLogFiles") and trusted(n))
     # The files each selected digest lists.
     trail_dir = audit_dir / "trail"
     listed: set[str] = set()
@@ -150,6 +182,11 @@ def verify_trail(audit_dir: Path, public_key: bytes, check: SignatureCheck, *,
             listed.add(fname)
             path = trail_dir / fname
             if "/" in fname or not path.is_file():
+                if fname in pruned and "/" not in fname:
+                    report.files.append(Finding("file", fname, PRUNED, "removed under the "
+                                                f"retention setting (recorded by "
+                                                f"{pruned[fname][0]})", name))
+                    continue
                 report.files.append(Finding("file", fname, DELETED, "listed by the digest, "
                                             "missing from the trail", name))
                 continue
@@ -179,4 +216,22 @@ def verify_trail(audit_dir: Path, public_key: bytes, check: SignatureCheck, *,
         if _in_range(when, when, start, end):
             report.files.append(Finding("file", path.name, NOT_COVERED,
                                         "no digest lists it yet"))
+    report.intents = unresolved_intents(audit_dir)
     return report
+
+
+def unresolved_intents(audit_dir: Path) -> list[Finding]:
+    """Intent records that no outcome record names (streamed, oldest file first)."""
+    pending: dict[str, Finding] = {}
+    for path in trail_files(audit_dir):
+        for rec in iter_file(path, intents=True):
+            if rec.get("eventType") == INTENT:
+                eid = rec.get("eventID")
+                if isinstance(eid, str):
+                    pending[eid] = Finding(
+                        "intent", str(rec.get("eventName") or ""), NO_OUTCOME,
+                        f"requestID {rec.get('requestID')} at {rec.get('eventTime')} "
+                        f"in {path.name}")
+            elif isinstance(rec.get("intentEventID"), str):
+                pending.pop(rec["intentEventID"], None)
+    return list(pending.values())

@@ -22,7 +22,13 @@ class KeyStore(Protocol):
     alias, ``AlreadyExistsException`` for a taken alias name, ``LimitExceededException`` for
     the alias and rotation quotas, and whatever ``check`` raises. Safe to call from many
     threads.
+
+    ``before_commit`` (set by the KMS) is called inside every write transaction just before
+    it commits; if it raises, the transaction rolls back and the error propagates. The KMS
+    writes its audit intent record there (``kms.calls``), so no change commits off the record.
     """
+
+    before_commit: Callable[[], None] | None
 
     def create_key(self, key: Key, version: KeyVersion | None,
                    alias: str | None = None) -> None: ...

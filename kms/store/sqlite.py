@@ -277,12 +277,18 @@ class SQLiteKeyStore:
                 self._all.append(con)
         return con
 
+    # Called inside every write transaction just before COMMIT; raising rolls it back. The
+    # KMS writes its audit intent record here, so no change commits off the record (issue 11).
+    before_commit: Callable[[], None] | None = None
+
     @contextmanager
     def _txn(self) -> Iterator[sqlite3.Connection]:
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
             yield con
+            if self.before_commit is not None:
+                self.before_commit()
         except BaseException:
             con.execute("ROLLBACK")
             raise

@@ -8,7 +8,8 @@ import pytest
 
 from gateway.audit_trail import KMSDigestSigner
 from gateway.cli import main as cli
-from kms.audit import AuditEvent, FailOpenSink, TrailSink, read_trail, trail_files
+from kms.audit import (AuditEvent, AuditWriteError, FailOpenSink, TrailSink, read_trail,
+                       trail_files)
 from kms.audit.digest import digest_files, write_digest
 from kms.audit.lookup import lookup_events
 from kms.audit.verify import DELETED, MODIFIED, NOT_COVERED, VALID, verify_trail
@@ -54,12 +55,15 @@ def test_rolls_by_time(tmp_path):
 def test_s3_records_and_closed_sink(tmp_path):
     sink = TrailSink(tmp_path)
     sink.emit_record({"eventSource": "s3.amazonaws.com", "eventName": "GetObject"})
-    with pytest.raises(Exception):
-        sink.emit_record({"bad": b"bytes never go in"})
+    # Encoding cannot fail (issue 11, finding 5): bytes are written as a note, never as bytes.
+    sink.emit_record({"eventName": "Bytes", "bad": b"bytes never go in"})
     sink.close()
-    with pytest.raises(Exception):
+    with pytest.raises(AuditWriteError):
         sink.emit_record({"eventName": "late"})
-    assert [r["eventName"] for r in read_trail(tmp_path)] == ["GetObject"]
+    recs = read_trail(tmp_path)
+    assert [r["eventName"] for r in recs] == ["GetObject", "Bytes"]
+    assert recs[1]["bad"] == "[bytes omitted: 17]"
+    assert b"bytes never go in" not in b"".join(p.read_bytes() for p in trail_files(tmp_path))
 
 
 def test_kms_call_refused_when_trail_cannot_be_written(tmp_path):

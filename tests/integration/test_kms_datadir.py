@@ -130,6 +130,10 @@ def test_audit_record_per_call(tmp_path):
     assert files and all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
     raw = b"".join(f.read_bytes() for f in files)
     recs = [json.loads(line) for line in raw.splitlines()]
+    # CreateKey changes state: its intent record is durable before the key commits.
+    intent = recs.pop(0)
+    assert (intent["eventName"], intent["eventType"]) == ("CreateKey", "CofferIntent")
+    assert recs[0]["intentEventID"] == intent["eventID"]
     assert [r["eventName"] for r in recs] == [
         "CreateKey", "GenerateDataKey", "Encrypt", "Decrypt", "Decrypt", "DescribeKey"]
     gdk = recs[1]

@@ -55,12 +55,14 @@ def test_open_failures_are_opaque(root):
         assert str(ei.value) == ""
 
 
-def test_audit_event_refuses_bytes():
+def test_audit_event_never_writes_bytes():
+    # Encoding a record cannot fail (issue 11, finding 5), so bytes are not refused but
+    # replaced: the secret never reaches the trail and the call is still recorded.
     ev = AuditEvent(event_name="Encrypt", event_time=0.0, region="us-east-1", event_id="e",
                     request_id="r", read_only=True, account_id="111122223333",
                     principal_arn="arn:aws:iam::111122223333:root",
                     request_parameters={"plaintext": b"secret"})
-    with pytest.raises(TypeError):
-        ev.to_record()
-    with pytest.raises(TypeError):
-        MemorySink().emit(ev)
+    sink = MemorySink()
+    sink.emit(ev)
+    assert sink.records[0]["requestParameters"] == {"plaintext": "[bytes omitted: 6]"}
+    assert "secret" not in repr(sink.records)
