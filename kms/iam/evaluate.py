@@ -18,6 +18,12 @@ AWS's logic for a request inside one partition [IAM UG, "Policy evaluation logic
         allow iff (resource.direct or resource.account) and identity
     anonymous / service callers: allow iff resource.direct
 
+NotPrincipal (Deny only) applies to every caller it does not name *directly*: an account entry
+exempts that account's root, never its users (a user is spared only when listed itself)
+[IAM UG, "AWS JSON policy elements: NotPrincipal"]. Two shapes refused on save can still come
+from documents stored earlier and are read closed: Allow + NotPrincipal opens nothing; a Deny
+whose principal ARN holds a wildcard denies the callers the pattern matches.
+
 A statement applies when its Action / NotAction matches (case-insensitive wildcards), its
 Resource / NotResource matches (case-sensitive wildcards, policy variables), and all of its
 conditions hold. Every ``Decision`` names the statement that decided it.
