@@ -139,9 +139,9 @@ def create_access_key(call: IAMCall) -> dict[str, Any]:
 
 
 def list_access_keys(call: IAMCall) -> dict[str, Any]:
-    name = call.user_name()
-    keys = call.identity.list_access_keys(call.account, name)
-    return {"AccessKeyMetadata": [_key_xml(k, name) for k in keys], "IsTruncated": False}
+    keys = call.identity.list_access_keys(call.account, call.user_name())
+    return {"AccessKeyMetadata": [_key_xml(k, k.user_name) for k in keys],
+            "IsTruncated": False}
 
 
 def update_access_key(call: IAMCall) -> None:
