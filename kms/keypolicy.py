@@ -18,7 +18,8 @@ from __future__ import annotations
 from kms.errors import LimitExceededException, MalformedPolicyDocumentException
 from kms.iam.conditions import wildcard_match
 from kms.iam.errors import PolicyError
-from kms.iam.policy import Policy, PrincipalExists, Statement, parse_policy
+from kms.iam.policy import (MSG_BAD_PRINCIPAL, Policy, PrincipalExists, Statement,
+                            parse_policy)
 from kms.model import Caller
 
 __all__ = ["MAX_POLICY", "validate", "check_lockout", "LOCKOUT_MESSAGE",
@@ -26,6 +27,7 @@ __all__ = ["MAX_POLICY", "validate", "check_lockout", "LOCKOUT_MESSAGE",
 
 MAX_POLICY = 32768             # the 2023 quota (DG/resource-limits), below the model's 131072
 KEY_POLICY_NAME = "key policy"
+KMS_BAD_PRINCIPAL = "Policy contains a statement with one or more invalid principals."
 LOCKOUT_MESSAGE = ("The new key policy will not allow you to update the key policy in the "
                    "future.")
 
@@ -41,7 +43,10 @@ def validate(policy: object, principal_exists: PrincipalExists | None = None) ->
         return parse_policy(policy, kind="resource", name=KEY_POLICY_NAME, saving=True,
                             principal_exists=principal_exists)
     except PolicyError as exc:
-        raise MalformedPolicyDocumentException(exc.message) from None
+        # KMS words a bad principal its own way (as returned by CreateKey / PutKeyPolicy);
+        # every other message is the parser's.
+        message = KMS_BAD_PRINCIPAL if exc.message == MSG_BAD_PRINCIPAL else exc.message
+        raise MalformedPolicyDocumentException(message) from None
 
 
 def _names_caller(st: Statement, names: set[str]) -> bool:
