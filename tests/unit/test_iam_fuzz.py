@@ -4,6 +4,7 @@ Each parser is run directly (not over HTTP), seeded and bounded, over 10,000 cas
 exception it may raise is its layer's typed error:
 
 - ``kms.iam.policy.parse_policy`` (arbitrary JSON, text and near-valid policies): PolicyError;
+  and whatever it accepts, ``kms.iam.evaluate.evaluate`` decides without raising;
 - ``kms.keypolicy.validate`` + ``check_lockout``: KMSError (MalformedPolicyDocumentException,
   LimitExceededException);
 - ``gateway.iam_api.operations`` (any action, arbitrary form params, root and user callers):
@@ -26,6 +27,7 @@ from gateway.iam_api.operations import OPERATIONS, IAMCall
 from kms import keypolicy
 from kms.errors import KMSError
 from kms.iam.errors import IAMError, PolicyError
+from kms.iam.evaluate import AuthzRequest, evaluate
 from kms.iam.policy import parse_policy
 from kms.model import Caller
 
@@ -117,28 +119,78 @@ def _condition(r) -> object:
             for _ in range(r.randrange(1, 3))}
 
 
+_VALID_CONDITIONS = [
+    {"StringEquals": {"aws:username": "alice"}},
+    {"StringLike": {"s3:prefix": ["home/*", "${aws:username}/*"]}},
+    {"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.0.2.1"]}},
+    {"NotIpAddress": {"aws:SourceIp": "not-an-ip"}},
+    {"Bool": {"aws:SecureTransport": "false"}},
+    {"NumericLessThan": {"s3:max-keys": "10"}},
+    {"NumericEquals": {"s3:max-keys": "ten"}},
+    {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}},
+    {"DateLessThan": {"aws:CurrentTime": "yesterday"}},
+    {"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["a", "b"]}},
+    {"ForAnyValue:StringLike": {"kms:EncryptionContext:a": "*"}},
+    {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:user/*"}},
+    {"ArnEquals": {"aws:PrincipalArn": "not-an-arn"}},
+    {"Null": {"s3:x-amz-server-side-encryption": "true"}},
+    {"BinaryEquals": {"aws:x": "not base64!"}},
+    {"StringEqualsIfExists": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}},
+]
+
+
+def _valid_statement(r) -> dict:
+    st: dict = {"Effect": r.choice(["Allow", "Deny"]),
+                r.choice(["Action", "NotAction"]): r.choice(
+                    ["*", "s3:GetObject", "kms:*", ["s3:Get*", "kms:Encrypt"], "iam:*"]),
+                r.choice(["Resource", "NotResource"]): r.choice(
+                    ["*", "arn:aws:s3:::b/*", ["arn:aws:s3:::b", "arn:aws:s3:::b/${aws:username}"],
+                     "arn:aws:kms:*:*:key/*"])}
+    k = r.randrange(4)
+    if k == 1:
+        st["Principal"] = r.choice(["*", {"AWS": r.choice(_PRINCIPALS)},
+                                    {"AWS": r.sample(_PRINCIPALS, 2)},
+                                    {"Service": "s3.amazonaws.com"}])
+    elif k == 2:
+        st["Effect"] = "Deny"
+        st["NotPrincipal"] = {"AWS": r.sample(_PRINCIPALS, r.randrange(1, 3))}
+    if r.random() < 0.5:
+        st["Condition"] = {}
+        for c in r.sample(_VALID_CONDITIONS, r.randrange(1, 3)):
+            st["Condition"].update(c)
+    if r.random() < 0.3:
+        st["Sid"] = r.choice(["a", "b", "Sid1"])
+    return st
+
+
 def _statement(r) -> dict:
-    makers = {"Sid": lambda: r.choice(["a", "b", "", 1]),
-              "Effect": lambda: r.choice(["Allow", "Deny", "Deny", "allow", None, ["Allow"]]),
+    """A valid statement with 0-2 mutations: an element replaced, dropped or added."""
+    st = _valid_statement(r)
+    makers = {"Sid": lambda: r.choice(["a", "", 1]),
+              "Effect": lambda: r.choice(["allow", None, ["Allow"], "Deny"]),
               "Principal": lambda: _principal(r), "NotPrincipal": lambda: _principal(r),
               "Action": lambda: _some(r, _FRAGMENTS), "NotAction": lambda: _some(r, _FRAGMENTS),
               "Resource": lambda: _some(r, _FRAGMENTS),
               "NotResource": lambda: _some(r, _FRAGMENTS),
               "Condition": lambda: _condition(r), "Extra": lambda: _json(r, 1)}
-    # Mostly the usual shape (Effect/Action/Resource and one principal form), then noise.
-    names = ["Effect", "Action", "Resource", r.choice(["Principal", "NotPrincipal", "Sid"])]
-    names += r.sample(list(makers), r.randrange(3))
-    return {n: makers[n]() for n in names if r.random() < 0.9}
+    for _ in range(r.choice([0, 0, 1, 1, 2])):
+        name = r.choice(list(makers))
+        if name in st and r.random() < 0.3:
+            del st[name]
+        else:
+            st[name] = makers[name]()
+    return st
 
 
 def near_valid(r) -> dict:
-    doc: dict = {"Statement": (_statement(r) if r.random() < 0.3 else
-                               [_statement(r) for _ in range(r.randrange(4))])}
-    if r.random() < 0.8:
-        doc["Version"] = r.choice(["2012-10-17", "2008-10-17", "2020-01-01", 1])
-    if r.random() < 0.2:
-        doc["Id"] = _json(r, 1)
+    """Usually one to three (mutated) statements under a good Version; sometimes worse."""
+    doc: dict = {"Statement": (_statement(r) if r.random() < 0.4 else
+                               [_statement(r) for _ in range(r.choice([0, 1, 1, 2, 3]))])}
+    if r.random() < 0.9:
+        doc["Version"] = r.choice(["2012-10-17", "2012-10-17", "2008-10-17", "2020-01-01", 1])
     if r.random() < 0.1:
+        doc["Id"] = _json(r, 1)
+    if r.random() < 0.05:
         doc[_text(r, 4)] = _json(r, 1)
     return doc
 
@@ -161,8 +213,9 @@ def document(r) -> object:
     if k == 6:
         return json.dumps(_json(r))
     if k == 7:
-        return r.choice([_text(r, 40), bytes(r.randrange(256) for _ in range(r.randrange(40))),
-                         json.dumps(near_valid(r)).encode() + b"\xff\xfe"])
+        return r.choice([lambda: _text(r, 40),
+                         lambda: bytes(r.randrange(256) for _ in range(r.randrange(40))),
+                         lambda: json.dumps(near_valid(r)).encode() + b"\xff\xfe"])()
     if k == 8:
         return _nested(r)
     return r.choice([_json(r), '{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*",'
@@ -175,6 +228,16 @@ _RANDOM = st.integers(0, 2 ** 64).map(random.Random)
 def _exists(arn: str) -> bool:
     return arn.endswith((":user/alice", ":user/team/bob"))
 
+
+_CALLERS = [f"arn:aws:iam::{ACCT}:user/alice", f"arn:aws:iam::{ACCT}:root",
+            f"arn:aws:iam::{OTHER}:user/ALICE", ""]
+_ACTIONS = ["s3:GetObject", "kms:Encrypt", "iam:GetUser"]
+KEY_ARN = f"arn:aws:kms:us-east-1:{ACCT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+_CONTEXTS = [{}, {"aws:SourceIp": "10.1.2.3", "s3:prefix": "home/alice/x",
+                  "kms:EncryptionContext:a": "x", "kms:EncryptionContextKeys": ["a"],
+                  "aws:SecureTransport": True, "s3:max-keys": 5},
+             {"aws:SourceIp": "bogus", "s3:prefix": ["a", 1], "aws:username": "alice",
+              "kms:ViaService": None}]
 
 @FUZZ
 @given(r=_RANDOM)
@@ -193,6 +256,14 @@ def test_parse_policy_raises_only_policy_error(r):
             assert not (s.not_principal and s.effect == "Allow")
             assert all(p == "*" or ("*" not in p and "?" not in p)
                        for p in (s.principal.aws if s.principal else ()))
+    # Whatever parses can be evaluated (a stored policy is evaluated on every request).
+    request = AuthzRequest(principal_arn=r.choice(_CALLERS), action=r.choice(_ACTIONS),
+                           resource=r.choice(["arn:aws:s3:::b/x", "*", KEY_ARN]),
+                           context=r.choice(_CONTEXTS))
+    identity, resource = ([policy], None) if kind == "identity" else ([], policy)
+    decision = evaluate(request, identity, resource, resource_account=ACCT,
+                        resource_policy_required=r.random() < 0.3, clock=lambda: 1.7e9)
+    assert isinstance(decision.allowed, bool) and decision.explain()
 
 
 _CALLER = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT)
@@ -202,8 +273,9 @@ _CALLER = Caller(f"arn:aws:iam::{ACCT}:user/alice", ACCT)
 @given(r=_RANDOM)
 def test_key_policy_validation_raises_only_kms_errors(r):
     bypass = r.random() < 0.3
-    doc = r.choice([json.dumps(near_valid(r)), _text(r), json.dumps(_json(r)), _nested(r),
-                    _json(r)])
+    doc = r.choice([lambda: json.dumps(near_valid(r)), lambda: json.dumps(near_valid(r)),
+                    lambda: _text(r), lambda: json.dumps(_json(r)), lambda: _nested(r),
+                    lambda: _json(r)])()
     try:
         policy = keypolicy.validate(doc, _exists)
         if not bypass:
