@@ -275,7 +275,10 @@ def _statement(st: Any, kind: PolicyKind, rules: _Rules) -> Statement:
     if ("Action" in st) == ("NotAction" in st):
         raise PolicyError(MSG_NO_ACTIONS if "Action" not in st else MSG_SYNTAX)
     actions = _strings(st.get("Action", st.get("NotAction")), MSG_NO_ACTIONS)
-    if not all(_ACTION.match(a) for a in actions):
+    # Saving: the whole action, so "s3:GetObject\n" (which matches no request; in a Deny it
+    # would deny nothing) is refused; stored documents keep the looser read.
+    action_ok = _ACTION.fullmatch if rules.saving else _ACTION.match
+    if not all(action_ok(a) for a in actions):
         raise PolicyError(MSG_VENDOR)
     if ("Resource" in st) == ("NotResource" in st):
         raise PolicyError(MSG_NO_RESOURCES if "Resource" not in st else MSG_SYNTAX)

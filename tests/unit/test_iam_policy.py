@@ -197,6 +197,14 @@ SAVE_REJECTED = [
 ]
 
 
+def test_save_time_action_is_the_whole_string():
+    trailing = doc({**ALLOW, "Effect": "Deny", "Action": "s3:GetObject\n"})
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(trailing, saving=True)
+    assert exc.value.message.startswith("Actions/Conditions must be prefaced by a vendor")
+    assert parse_policy(trailing).statements[0].actions == ("s3:GetObject\n",)
+
+
 def _exists(arn: str) -> bool:
     return arn == f"{U}/alice"
 
