@@ -44,7 +44,7 @@ from kms.iam.errors import PolicyError
 from kms.iam.policy import Policy, parse_policy
 
 __all__ = ["IdentityStore", "User", "AccessKey", "NewAccessKey", "ManagedPolicy",
-           "NewAccount", "AWS_MANAGED_POLICIES", "MAX_ACCESS_KEYS"]
+           "NewAccount", "AWS_MANAGED_POLICIES", "MAX_ACCESS_KEYS", "readable_by"]
 
 log = logging.getLogger("coffer.identity")
 
@@ -54,9 +54,14 @@ MAX_INLINE_SIZE = 2048              # aggregate inline policy size per user (no 
 MAX_MANAGED_SIZE = 6144
 _ID_ALPHABET = string.ascii_uppercase + "234567"
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
-_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-_POLICY_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
-_PATH = re.compile(r"^/([\x21-\x7e]{0,510}/)?$")
+# IAM names are ASCII [IAM UG, "IAM identifiers": "Names of users, groups, roles, policies...
+# must be alphanumeric, including the following common characters: plus (+), equal (=),
+# comma (,), period (.), at (@), underscore (_), and hyphen (-)"]. re.ASCII keeps \w from
+# matching other scripts' letters and digits; fullmatch keeps "$" from allowing a trailing
+# newline (issue 11, finding 20).
+_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+_POLICY_NAME = re.compile(r"[\w+=,.@-]{1,128}", re.ASCII)
+_PATH = re.compile(r"/([\x21-\x7e]{0,510}/)?", re.ASCII)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -155,7 +160,7 @@ def _rand_id(prefix: str, n: int) -> str:
 
 
 def _check_name(name: str | None, what: str = "userName", rx: re.Pattern = _NAME) -> str:
-    if not isinstance(name, str) or not rx.match(name):
+    if not isinstance(name, str) or not rx.fullmatch(name):
         raise ie.ValidationError(
             f"1 validation error detected: Value '{name}' at '{what}' failed to satisfy "
             f"constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+")
@@ -164,7 +169,7 @@ def _check_name(name: str | None, what: str = "userName", rx: re.Pattern = _NAME
 
 def _check_path(path: str | None) -> str:
     path = path or "/"
-    if not _PATH.match(path):
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise ie.ValidationError(
             f"1 validation error detected: Value '{path}' at 'path' failed to satisfy "
             "constraint: Member must satisfy regular expression pattern: "
@@ -311,6 +316,29 @@ class IdentityStore:
         with self._lock:
             return User(*self._user_row(self._db, account_id, user_name))
 
+    def principal_exists(self, principal_arn: str) -> bool:
+        """Whether a user/role principal ARN names a stored principal by its canonical ARN.
+
+        A policy's principal is checked when the policy is saved, as AWS does: an ARN naming
+        nobody (or a user in another case or under another path than the stored one) is
+        "Invalid principal in policy", so a user created later under that name inherits
+        nothing [IAM UG, "AWS JSON policy elements: Principal", IAM users]. Coffer has no
+        roles, so a role ARN names nobody. Other principals (roots, STS sessions) are not
+        users and are not looked up here."""
+        try:
+            arn = parse_arn(principal_arn)
+        except ARNError:
+            return False
+        if arn.service != "iam":
+            return True
+        if not arn.resource.startswith("user/"):
+            return not arn.resource.startswith("role/")
+        name = arn.resource.rsplit("/", 1)[1]
+        try:
+            return self.get_user(arn.account, name).arn == principal_arn
+        except ie.NoSuchEntity:
+            return False
+
     def list_users(self, account_id: str, path_prefix: str = "/") -> list[User]:
         rows = self._q("SELECT account_id, user_name, path, user_id, created FROM users "
                        "WHERE account_id=? ORDER BY user_name", (account_id,))
@@ -349,7 +377,7 @@ class IdentityStore:
         """A new Active key for ``user_name`` (None: the account root)."""
         with self._tx() as db:
             if user_name:
-                self._user_row(db, account_id, user_name)
+                user_name = self._user_row(db, account_id, user_name)[1]    # stored case
             count = db.execute("SELECT COUNT(*) FROM access_keys WHERE account_id=? AND "
                                "user_name=?", (account_id, user_name or "")).fetchone()[0]
             if count >= MAX_ACCESS_KEYS:
@@ -425,7 +453,7 @@ class IdentityStore:
         _check_name(policy_name, "policyName", _POLICY_NAME)
         _validate(document)
         with self._tx() as db:
-            self._user_row(db, account_id, user_name)
+            user_name = self._user_row(db, account_id, user_name)[1]
             others = db.execute("SELECT document FROM user_policies WHERE account_id=? AND "
                                 "user_name=? AND policy_name<>?",
                                 (account_id, user_name, policy_name)).fetchall()
@@ -486,7 +514,12 @@ class IdentityStore:
                         document, "v1", now, now))
         return mp
 
-    def get_policy(self, arn: str) -> ManagedPolicy:
+    def get_policy(self, arn: str, account_id: str | None = None) -> ManagedPolicy:
+        """The managed policy ``arn``; with ``account_id``, only one that account may read
+        (its own or an AWS-managed one): another account's policy is NoSuchEntity, never its
+        document (issue 11, finding 10)."""
+        if account_id is not None and not readable_by(arn, account_id):
+            raise ie.NoSuchEntity(f"Policy {arn} was not found.")
         if arn.startswith(_AWS_POLICY_PREFIX):
             name = arn[len(_AWS_POLICY_PREFIX):]
             if name in AWS_MANAGED_POLICIES:
@@ -528,7 +561,7 @@ class IdentityStore:
         except ie.NoSuchEntity:
             raise ie.NoSuchEntity(f"Policy {arn} does not exist or is not attachable.") from None
         with self._tx() as db:
-            self._user_row(db, account_id, user_name)
+            user_name = self._user_row(db, account_id, user_name)[1]
             db.execute("INSERT OR IGNORE INTO attachments VALUES(?, ?, ?)",
                        (account_id, user_name, arn))
 
@@ -583,6 +616,14 @@ class IdentityStore:
         return out
 
 
+def readable_by(policy_arn: str, account_id: str) -> bool:
+    try:
+        owner = parse_arn(policy_arn).account
+    except ARNError:
+        return False
+    return owner in (account_id, "aws")
+
+
 def _size(document: str) -> int:
     return len("".join(document.split()))
 
@@ -591,6 +632,6 @@ def _validate(document: str) -> None:
     if not isinstance(document, str):
         raise ie.MalformedPolicyDocument("Syntax errors in policy.")
     try:
-        parse_policy(document, kind="identity")
+        parse_policy(document, kind="identity", saving=True)
     except PolicyError as exc:
         raise ie.MalformedPolicyDocument(exc.message) from None

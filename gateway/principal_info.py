@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.auth.types import Credential
 
-__all__ = ["identity_policies", "user_id", "caller_fields"]
+__all__ = ["identity_policies", "user_id", "caller_fields", "principal_exists"]
 
 
 def _store(request: web.Request):
@@ -27,6 +27,12 @@ def identity_policies(request: web.Request, cred: Credential | None) -> tuple:
         memo = store.identity_policies(cred.principal_arn) if store is not None else []
         request["coffer_identity_policies"] = memo
     return tuple(memo)
+
+
+def principal_exists(request: web.Request):
+    """The identity store's ``principal_exists`` (for policies being saved), or None."""
+    store = _store(request)
+    return store.principal_exists if store is not None else None
 
 
 def user_id(request: web.Request, cred: Credential | None) -> str | None:

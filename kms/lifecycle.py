@@ -376,7 +376,7 @@ class LifecycleOps:
             key = self._resolve(call, key_id, "PutKeyPolicy")
             self._policy_name(policy_name)
             doc = P.policy(policy, caller.account_id, caller,
-                           bypass_policy_lockout_safety_check is True)
+                           bypass_policy_lockout_safety_check is True, self.principal_exists)
             self._store.update_key(key.key_id, lambda k: {"policy": doc})
             return {}
 

@@ -75,7 +75,7 @@ class MultiRegionOps:
                                             or len(description) > MAX_DESCRIPTION):
                 raise P.length_error("description", "less than or equal to", MAX_DESCRIPTION)
             pol = P.policy(policy, caller.account_id, caller,
-                           bypass_policy_lockout_safety_check is True)
+                           bypass_policy_lockout_safety_check is True, self.principal_exists)
             tag_pairs = P.tags(tags)
             call.params["tags"] = [{"tagKey": k, "tagValue": v} for k, v in tag_pairs] or None
             # The replica starts with the primary's description unless one is given [BC].

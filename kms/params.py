@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Callable
 
 from kms import keypolicy
 from kms.authz import default_key_policy
@@ -77,12 +77,14 @@ def data_key_size(key_spec: object, number_of_bytes: object) -> int:
 
 
 def policy(policy: object, account_id: str, caller: Caller | None = None,
-           bypass_lockout_check: bool = False) -> str:
-    """The policy to store: AWS's default when None, else validated (``kms.keypolicy``) and,
-    given the ``caller`` and no bypass, put through the lockout safety check."""
+           bypass_lockout_check: bool = False,
+           principal_exists: Callable[[str], bool] | None = None) -> str:
+    """The policy to store: AWS's default when None, else validated (``kms.keypolicy``, its
+    user principals looked up with ``principal_exists``) and, given the ``caller`` and no
+    bypass, put through the lockout safety check."""
     if policy is None:
         return default_key_policy(account_id)
-    doc = keypolicy.validate(policy)
+    doc = keypolicy.validate(policy, principal_exists)
     if caller is not None and not bypass_lockout_check:
         keypolicy.check_lockout(doc, caller)
     return policy  # type: ignore[return-value]

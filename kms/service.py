@@ -89,6 +89,9 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
     # Set by the gateway: key ARN -> a warning when the key still protects data (objects whose
     # data keys it wraps). ScheduleKeyDeletion succeeds regardless, as AWS, but says so.
     deletion_probe: Callable[[str], str | None] | None = None
+    # Set by the gateway, which holds the IAM users: whether a key policy's user principal ARN
+    # names an existing user (checked when a policy is saved, as AWS; kms.keypolicy).
+    principal_exists: Callable[[str], bool] | None = None
 
     def __init__(self, *, store: KeyStore, backend: KeyBackend, audit: AuditSink,
                  region: str = "us-east-1", clock: Callable[[], float] = time.time,
@@ -378,7 +381,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
             if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
                 raise P.length_error("description", "less than or equal to", MAX_DESCRIPTION)
             pol = P.policy(policy, caller.account_id, caller,
-                           bypass_policy_lockout_safety_check is True)
+                           bypass_policy_lockout_safety_check is True, self.principal_exists)
             tag_pairs = P.tags(tags)
             call.params["tags"] = [{"tagKey": k, "tagValue": v} for k, v in tag_pairs] or None
             key = self._new_key(caller.account_id, description, pol, tag_pairs,

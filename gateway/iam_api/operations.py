@@ -3,6 +3,16 @@
 Each operation is ``fn(call) -> dict | None`` and declares the resource it acts on, so the face
 can authorize ``iam:<Action>`` on it before running it. A missing ``UserName`` on user-scoped
 operations means the caller itself, as on AWS.
+
+The resource is canonical: user names are unique case-insensitively, so ``ALICE`` is the user
+``alice`` and is authorized against ``user/alice`` under its stored path, never against the
+ARN as typed (a Deny on ``user/alice`` must hold however the name is spelled). A user that does
+not exist is authorized against the ARN its name would have, so NoSuchEntity reaches only
+callers allowed to act on that name. A policy ARN of another account is refused before any
+lookup: IAM policies have no resource policy, so no other account may read or delete them
+[IAM UG, "Cross-account policy evaluation logic"].
+
+Every failure is an ``IAMError`` subclass (the face renders it); nothing else escapes.
 """
 from __future__ import annotations
 
@@ -12,7 +22,7 @@ from urllib.parse import quote
 
 from gateway.auth.types import Credential
 from gateway.iam_api.xml import iso8601
-from gateway.identity import AccessKey, IdentityStore, ManagedPolicy, User
+from gateway.identity import AccessKey, IdentityStore, ManagedPolicy, User, readable_by
 from kms.iam import errors as ie
 from kms.iam.arn import policy_arn, root_arn, user_arn
 
@@ -75,17 +85,27 @@ def _target_user_arn(call: IAMCall) -> str:
         return root_arn(call.account)
     if "UserName" not in call.params and call.credential.user_name:
         return call.credential.principal_arn
-    path = call.get("Path") or "/"
     try:
-        path = call.identity.get_user(call.account, name).path
-    except ie.IAMError:
-        pass
-    return user_arn(call.account, name, path)
+        return call.identity.get_user(call.account, name).arn
+    except ie.NoSuchEntity:
+        return user_arn(call.account, name, call.get("Path") or "/")
 
 
-def _policy_target(call: IAMCall) -> str:
-    return call.get("PolicyArn") or policy_arn(call.account, call.get("PolicyName") or "",
-                                               call.get("Path") or "/")
+def _new_policy_arn(call: IAMCall) -> str:
+    # From the names CreatePolicy takes only: a stray PolicyArn must not pick the resource.
+    return policy_arn(call.account, call.get("PolicyName") or "", call.get("Path") or "/")
+
+
+def _policy_target(action: str) -> Callable[[IAMCall], str]:
+    def resource(call: IAMCall) -> str:
+        arn = call.required("PolicyArn")
+        if not readable_by(arn, call.account):
+            raise ie.AccessDenied(
+                f"User: {call.credential.principal_arn} is not authorized to perform: "
+                f"iam:{action} on resource: policy {arn} because no resource-based policy "
+                f"allows the iam:{action} action")
+        return arn
+    return resource
 
 
 def create_user(call: IAMCall) -> dict[str, Any]:
@@ -119,9 +139,9 @@ def create_access_key(call: IAMCall) -> dict[str, Any]:
 
 
 def list_access_keys(call: IAMCall) -> dict[str, Any]:
-    name = call.user_name()
-    keys = call.identity.list_access_keys(call.account, name)
-    return {"AccessKeyMetadata": [_key_xml(k, name) for k in keys], "IsTruncated": False}
+    keys = call.identity.list_access_keys(call.account, call.user_name())
+    return {"AccessKeyMetadata": [_key_xml(k, k.user_name) for k in keys],
+            "IsTruncated": False}
 
 
 def update_access_key(call: IAMCall) -> None:
@@ -142,7 +162,8 @@ def put_user_policy(call: IAMCall) -> None:
 def get_user_policy(call: IAMCall) -> dict[str, Any]:
     name, policy = call.required("UserName"), call.required("PolicyName")
     doc = call.identity.get_user_policy(call.account, name, policy)
-    return {"UserName": name, "PolicyName": policy, "PolicyDocument": quote(doc, safe="")}
+    stored = call.identity.get_user(call.account, name).user_name
+    return {"UserName": stored, "PolicyName": policy, "PolicyDocument": quote(doc, safe="")}
 
 
 def list_user_policies(call: IAMCall) -> dict[str, Any]:
@@ -163,11 +184,12 @@ def create_policy(call: IAMCall) -> dict[str, Any]:
 
 
 def get_policy(call: IAMCall) -> dict[str, Any]:
-    return {"Policy": _policy_xml(call.identity.get_policy(call.required("PolicyArn")))}
+    p = call.identity.get_policy(call.required("PolicyArn"), call.account)
+    return {"Policy": _policy_xml(p)}
 
 
 def get_policy_version(call: IAMCall) -> dict[str, Any]:
-    p = call.identity.get_policy(call.required("PolicyArn"))
+    p = call.identity.get_policy(call.required("PolicyArn"), call.account)
     if call.required("VersionId") != p.default_version:
         raise ie.NoSuchEntity(f"Policy {p.arn} version {call.get('VersionId')} does not exist "
                               "or is not attachable.")
@@ -217,11 +239,11 @@ OPERATIONS: dict[str, Operation] = {
     "GetUserPolicy": Operation(get_user_policy, _target_user_arn),
     "ListUserPolicies": Operation(list_user_policies, _target_user_arn),
     "DeleteUserPolicy": Operation(delete_user_policy, _target_user_arn),
-    "CreatePolicy": Operation(create_policy, _policy_target),
-    "GetPolicy": Operation(get_policy, _policy_target),
-    "GetPolicyVersion": Operation(get_policy_version, _policy_target),
+    "CreatePolicy": Operation(create_policy, _new_policy_arn),
+    "GetPolicy": Operation(get_policy, _policy_target("GetPolicy")),
+    "GetPolicyVersion": Operation(get_policy_version, _policy_target("GetPolicyVersion")),
     "ListPolicies": Operation(list_policies, lambda call: "*"),
-    "DeletePolicy": Operation(delete_policy, _policy_target),
+    "DeletePolicy": Operation(delete_policy, _policy_target("DeletePolicy")),
     "AttachUserPolicy": Operation(attach_user_policy, _target_user_arn),
     "DetachUserPolicy": Operation(detach_user_policy, _target_user_arn),
     "ListAttachedUserPolicies": Operation(list_attached_user_policies, _target_user_arn),

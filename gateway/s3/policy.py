@@ -18,9 +18,10 @@ from gateway.s3 import authz
 from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import render
-from kms.iam import PolicyError
+from gateway import principal_info
+from kms.iam import PolicyError, parse_policy
 from kms.iam.conditions import wildcard_match
-from kms.iam.policy import Policy
+from kms.iam.policy import Policy, PrincipalExists
 from storage import errors as se
 
 __all__ = ["HANDLERS", "validate_bucket_policy", "is_public"]
@@ -35,10 +36,14 @@ def _bucket_part(resource: str) -> str | None:
     return resource[len(prefix):].split("/", 1)[0]
 
 
-def validate_bucket_policy(text: str, bucket: str) -> Policy:
-    """Parse ``text`` as a policy for ``bucket``; raises MalformedPolicy as S3 words it."""
+def validate_bucket_policy(text: str, bucket: str,
+                           principal_exists: PrincipalExists | None = None) -> Policy:
+    """Parse ``text`` as a policy for ``bucket``; raises MalformedPolicy as S3 words it.
+    The save-time principal rules apply (``kms.iam.policy``), users looked up with
+    ``principal_exists``."""
     try:
-        policy = authz.parse_bucket_policy(text)
+        policy = parse_policy(text, kind="resource", name=authz.BUCKET_POLICY_NAME,
+                              saving=True, principal_exists=principal_exists)
     except PolicyError as exc:
         raise S3Error("MalformedPolicy", exc.message) from None
     for st in policy.statements:
@@ -77,7 +82,7 @@ async def put_bucket_policy(call: S3Call) -> web.StreamResponse:
     except UnicodeDecodeError:
         raise S3Error("MalformedPolicy", "Policies must be valid JSON and the first byte must "
                       "be '{'") from None
-    validate_bucket_policy(text, call.bucket)
+    validate_bucket_policy(text, call.bucket, principal_info.principal_exists(call.request))
     try:
         await call.store.put_bucket_config(call.bucket, authz.POLICY_CONFIG,
                                            {"v": 1, "document": text})

@@ -18,6 +18,12 @@ AWS's logic for a request inside one partition [IAM UG, "Policy evaluation logic
         allow iff (resource.direct or resource.account) and identity
     anonymous / service callers: allow iff resource.direct
 
+NotPrincipal (Deny only) applies to every caller it does not name *directly*: an account entry
+exempts that account's root, never its users (a user is spared only when listed itself)
+[IAM UG, "AWS JSON policy elements: NotPrincipal"]. Two shapes refused on save can still come
+from documents stored earlier and are read closed: Allow + NotPrincipal opens nothing; a Deny
+whose principal ARN holds a wildcard denies the callers the pattern matches.
+
 A statement applies when its Action / NotAction matches (case-insensitive wildcards), its
 Resource / NotResource matches (case-sensitive wildcards, policy variables), and all of its
 conditions hold. Every ``Decision`` names the statement that decided it.
@@ -163,6 +169,10 @@ def _principal_match(st: Statement, request: AuthzRequest) -> str:
     p = st.principal
     if p is None:
         return ""
+    if st.not_principal and st.effect != "Deny":
+        # Only a document stored before the save-time rules can hold this; AWS does not support
+        # it [IAM UG, "NotPrincipal"], so it opens nothing.
+        return ""
     acct = request.account
     found = ""
     if p.wildcard or "*" in p.aws:
@@ -170,6 +180,12 @@ def _principal_match(st: Statement, request: AuthzRequest) -> str:
     elif request.service_principal and request.service_principal in p.service:
         found = _DIRECT
     elif request.principal_arn and request.principal_arn in p.aws:
+        found = _DIRECT
+    elif (request.principal_arn and st.effect == "Deny" and not st.not_principal
+          and any(("*" in e or "?" in e) and wildcard_match(e, request.principal_arn)
+                  for e in p.aws)):
+        # A wildcard inside a principal ARN is refused on save; a stored legacy Deny that
+        # has one is read as the pattern its author meant, so it denies rather than nobody.
         found = _DIRECT
     elif acct and not request.service_principal:
         for entry in p.aws:
@@ -179,8 +195,12 @@ def _principal_match(st: Statement, request: AuthzRequest) -> str:
                 found = _DIRECT if request.is_root else _ACCOUNT
                 break
     if st.not_principal:
-        # NotPrincipal applies to everyone it does not list.
-        return "" if found else _DIRECT
+        # NotPrincipal (Deny only) applies to everyone it does not list. Listing an account
+        # exempts that account's root, not its users: a user is spared only when it is listed
+        # itself [IAM UG, "AWS JSON policy elements: NotPrincipal": "you must also specify the
+        # account ARN of the not-denied principal", i.e. the account entry alone is no user's
+        # exemption]. So only a direct match counts here (issue 11, finding 9).
+        return "" if found == _DIRECT else _DIRECT
     return found
 
 

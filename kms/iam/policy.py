@@ -13,7 +13,36 @@ Grammar [IAM User Guide, "Grammar of the IAM JSON policy language"]::
     kind       = "AWS" | "Service" | "Federated" | "CanonicalUser"
 
 Identity policies (inline and managed) must not name a principal; resource policies (bucket
-policies, key policies) must. Policy variables (``${aws:username}``) are only recognised under
+policies, key policies) must. This is the one parser of all three kinds (IAM, S3 bucket and KMS
+key policies); each caller adds only its own rules (S3: actions and resources of the bucket;
+KMS: the lockout safety check).
+
+Principals, as AWS accepts them [IAM UG, "AWS JSON policy elements: Principal" and
+"NotPrincipal"]::
+
+    aws_principal = "*" | account-id | arn:aws:iam::<acct>:root
+                  | arn:aws:iam::<acct>:user/<path><name> | arn:aws:iam::<acct>:role/<path><name>
+                  | arn:aws:sts::<acct>:assumed-role/<role>/<session>
+                  | arn:aws:sts::<acct>:federated-user/<name>
+
+- no wildcard inside a principal: "*" stands alone ("You cannot use a wildcard to match part of
+  a principal name or ARN"); ``user/*`` in a Deny would otherwise silently deny nobody;
+- ``NotPrincipal`` only with ``"Effect": "Deny"`` ("Using it with Allow is not supported");
+- a user or role ARN must name an existing principal: AWS resolves it to the principal's unique
+  id when the policy is saved and rejects it otherwise ("Invalid principal in policy"), so that
+  a user created later under that name inherits nothing. The caller that knows the principals
+  passes ``principal_exists`` (the gateway's identity store); it is asked about each user/role
+  ARN, which must be the principal's canonical ARN (stored case and path).
+
+These principal rules are save-time rules (``saving=True``: PutUserPolicy, CreatePolicy,
+PutBucketPolicy, CreateKey, PutKeyPolicy). A document already stored is read with the older,
+looser principal form (``saving=False``), so that a policy saved before the rules existed still
+loads with all its other statements (a bucket policy that stopped parsing would lose its Denies);
+the evaluator reads such statements the closed way (``kms.iam.evaluate``).
+
+Bad JSON of any shape (invalid UTF-8, nesting deeper than the decoder recurses, numbers too
+long to convert) is ``PolicyError`` like every other malformed document, never another
+exception. Policy variables (``${aws:username}``) are only recognised under
 Version 2012-10-17; with 2008-10-17 (the default when Version is missing) they are literal text,
 as AWS does. A document that breaks a rule raises ``PolicyError`` with AWS's message; the caller
 maps it to MalformedPolicyDocument (IAM), MalformedPolicyDocumentException (KMS) or
@@ -24,12 +53,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from kms.iam.errors import PolicyError
 
-__all__ = ["Policy", "Statement", "Principals", "Condition", "PolicyKind", "parse_policy",
-           "OPERATORS", "VERSION_2012", "VERSION_2008"]
+__all__ = ["Policy", "Statement", "Principals", "Condition", "PolicyKind", "PrincipalExists",
+           "parse_policy", "OPERATORS", "VERSION_2012", "VERSION_2008", "MSG_BAD_PRINCIPAL"]
 
 VERSION_2012 = "2012-10-17"
 VERSION_2008 = "2008-10-17"
@@ -51,7 +80,15 @@ _TOP = {"Version", "Id", "Statement"}
 _STATEMENT = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource",
               "NotResource", "Condition"}
 _PRINCIPAL_KINDS = ("AWS", "Service", "Federated", "CanonicalUser")
-_AWS_PRINCIPAL = re.compile(r"^(\*|\d{12}|arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+)$")
+# Partition, account and resource of an AWS principal; names are IAM names (ASCII
+# [\w+=,.@-], paths of printable ASCII) [IAM UG, "IAM identifiers"], never a wildcard.
+_NAME = r"[A-Za-z0-9_+=,.@-]{1,128}"
+_PATH = r"(?:/[\x21-\x29\x2b-\x3e\x40-\x7e]+)*/"        # printable ASCII less * and ?
+_LEGACY_AWS_PRINCIPAL = re.compile(r"(\*|\d{12}|arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+)")
+_AWS_PRINCIPAL = re.compile(
+    r"(?:\*|\d{12}|arn:aws(?:-[a-z]+)*:(?:"
+    rf"iam::\d{{12}}:(?:root|(?P<kind>user|role){_PATH}{_NAME})"
+    rf"|sts::\d{{12}}:(?:assumed-role/{_NAME}/{_NAME}|federated-user/{_NAME})))", re.ASCII)
 _ACTION = re.compile(r"^(\*|[A-Za-z0-9-]+:[A-Za-z0-9*?_-]*)$")
 
 # AWS's wording [IAM API errors as returned by PutUserPolicy / CreatePolicy].
@@ -63,6 +100,9 @@ MSG_NO_ACTIONS = "Policy statement must contain actions."
 MSG_NO_RESOURCES = "Policy statement must contain resources."
 MSG_VENDOR = "Actions/Conditions must be prefaced by a vendor, e.g., iam, sdb, ec2, etc."
 MSG_LEGACY = "The policy failed legacy parsing"
+MSG_NOT_PRINCIPAL_ALLOW = MSG_BAD_PRINCIPAL     # NotPrincipal with Allow [IAM UG NotPrincipal]
+
+PrincipalExists = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +166,35 @@ def _strings(value: Any, missing: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _principals(value: Any, kind: PolicyKind) -> Principals:
-    if value == "*":
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    saving: bool
+    principal_exists: PrincipalExists | None
+
+
+def _aws_principal(p: str, rules: _Rules) -> None:
+    if not rules.saving:
+        if not _LEGACY_AWS_PRINCIPAL.fullmatch(p):
+            raise PolicyError(MSG_BAD_PRINCIPAL)
+        return
+    m = _AWS_PRINCIPAL.fullmatch(p)
+    if m is None:
+        raise PolicyError(MSG_BAD_PRINCIPAL)
+    if m.group("kind") and rules.principal_exists is not None and not rules.principal_exists(p):
+        raise PolicyError(MSG_BAD_PRINCIPAL)
+
+
+def _principals(value: Any, rules: _Rules) -> Principals:
+    if isinstance(value, str) and value == "*":
         return Principals(wildcard=True)
     if not isinstance(value, dict) or not value or set(value) - set(_PRINCIPAL_KINDS):
         raise PolicyError(MSG_BAD_PRINCIPAL)
     found: dict[str, tuple[str, ...]] = {}
     for k, ids in value.items():
         items = _strings(ids, MSG_BAD_PRINCIPAL)
-        if k == "AWS" and not all(_AWS_PRINCIPAL.match(p) for p in items):
-            raise PolicyError(MSG_BAD_PRINCIPAL)
+        if k == "AWS":
+            for p in items:
+                _aws_principal(p, rules)
         found[k] = items
     return Principals(aws=found.get("AWS", ()), service=found.get("Service", ()),
                       federated=found.get("Federated", ()),
@@ -146,7 +205,10 @@ def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
-        return str(v)
+        try:
+            return str(v)
+        except ValueError:      # an int past sys.get_int_max_str_digits()
+            raise PolicyError(MSG_SYNTAX) from None
     if isinstance(v, str):
         return v
     raise PolicyError(MSG_SYNTAX)
@@ -170,11 +232,13 @@ def _conditions(value: Any) -> tuple[Condition, ...]:
         raise PolicyError(MSG_SYNTAX)
     out: list[Condition] = []
     for op_name, block in value.items():
+        if not isinstance(op_name, str):
+            raise PolicyError(MSG_SYNTAX)
         qualifier, base, if_exists = _split_operator(op_name)
         if not isinstance(block, dict) or not block:
             raise PolicyError(MSG_SYNTAX)
         for key, raw in block.items():
-            if not key or ":" not in key:
+            if not isinstance(key, str) or ":" not in key:
                 raise PolicyError(MSG_VENDOR)
             items = raw if isinstance(raw, list) else [raw]
             if not items:
@@ -187,7 +251,7 @@ def _conditions(value: Any) -> tuple[Condition, ...]:
     return tuple(out)
 
 
-def _statement(st: Any, kind: PolicyKind) -> Statement:
+def _statement(st: Any, kind: PolicyKind, rules: _Rules) -> Statement:
     if not isinstance(st, dict) or set(st) - _STATEMENT:
         raise PolicyError(MSG_SYNTAX)
     sid = st.get("Sid")
@@ -203,13 +267,18 @@ def _statement(st: Any, kind: PolicyKind) -> Statement:
         raise PolicyError(MSG_PRINCIPAL_FORBIDDEN)
     if kind == "resource" and not has_principal:
         raise PolicyError(MSG_PRINCIPAL_MISSING)
+    if rules.saving and "NotPrincipal" in st and effect != "Deny":
+        raise PolicyError(MSG_NOT_PRINCIPAL_ALLOW)
     principal = None
     if has_principal:
-        principal = _principals(st.get("Principal", st.get("NotPrincipal")), kind)
+        principal = _principals(st.get("Principal", st.get("NotPrincipal")), rules)
     if ("Action" in st) == ("NotAction" in st):
         raise PolicyError(MSG_NO_ACTIONS if "Action" not in st else MSG_SYNTAX)
     actions = _strings(st.get("Action", st.get("NotAction")), MSG_NO_ACTIONS)
-    if not all(_ACTION.match(a) for a in actions):
+    # Saving: the whole action, so "s3:GetObject\n" (which matches no request; in a Deny it
+    # would deny nothing) is refused; stored documents keep the looser read.
+    action_ok = _ACTION.fullmatch if rules.saving else _ACTION.match
+    if not all(action_ok(a) for a in actions):
         raise PolicyError(MSG_VENDOR)
     if ("Resource" in st) == ("NotResource" in st):
         raise PolicyError(MSG_NO_RESOURCES if "Resource" not in st else MSG_SYNTAX)
@@ -223,17 +292,27 @@ def _statement(st: Any, kind: PolicyKind) -> Statement:
                      conditions=_conditions(st.get("Condition", {})))
 
 
-def parse_policy(document: str | bytes | Mapping[str, Any], *, kind: PolicyKind = "identity",
-                 name: str = "") -> Policy:
-    """Parse and validate one policy document; raises ``PolicyError`` (AWS's message)."""
-    if isinstance(document, (str, bytes)):
+def _decode(document: str | bytes) -> Any:
+    try:
         text = document.decode() if isinstance(document, bytes) else document
         if not text.strip():
             raise PolicyError(MSG_SYNTAX)
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            raise PolicyError(MSG_SYNTAX) from None
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8 and bad JSON; RecursionError is the decoder giving up
+        # on nesting deeper than the interpreter's recursion limit (issue 11, finding 16).
+        raise PolicyError(MSG_SYNTAX) from None
+
+
+def parse_policy(document: str | bytes | Mapping[str, Any], *, kind: PolicyKind = "identity",
+                 name: str = "", saving: bool = False,
+                 principal_exists: PrincipalExists | None = None) -> Policy:
+    """Parse and validate one policy document; raises ``PolicyError`` (AWS's message) and
+    nothing else. ``saving`` applies the save-time principal rules; ``principal_exists(arn)``
+    (implies ``saving``) is asked about every user / role principal ARN (module docstring)."""
+    rules = _Rules(saving or principal_exists is not None, principal_exists)
+    if isinstance(document, (str, bytes)):
+        doc = _decode(document)
     else:
         doc = document
     if not isinstance(doc, Mapping) or set(doc) - _TOP:
@@ -249,7 +328,7 @@ def parse_policy(document: str | bytes | Mapping[str, Any], *, kind: PolicyKind 
         raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise PolicyError(MSG_SYNTAX)
-    statements = tuple(_statement(st, kind) for st in raw)
+    statements = tuple(_statement(st, kind, rules) for st in raw)
     sids = [s.sid for s in statements if s.sid]
     if len(sids) != len(set(sids)):
         raise PolicyError("Statement IDs (SID) in a single policy must be unique")

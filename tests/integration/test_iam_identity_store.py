@@ -136,3 +136,58 @@ def test_unknown_format_refused(tmp_path):
         db.execute("UPDATE meta SET v='9' WHERE k='format'")
     with pytest.raises(ValueError):
         IdentityStore.open(tmp_path)
+
+
+B = "222222222222"
+
+
+def test_principal_exists_is_the_canonical_arn(store):
+    """Save-time principal lookup (issue 11, finding 12): exact stored ARN (case and path)."""
+    store.ensure_account(B)
+    store.create_user(A, "Alice", "/eng/")
+    assert store.principal_exists(f"arn:aws:iam::{A}:user/eng/Alice")
+    for arn in (f"arn:aws:iam::{A}:user/eng/alice", f"arn:aws:iam::{A}:user/Alice",
+                f"arn:aws:iam::{B}:user/eng/Alice", f"arn:aws:iam::{A}:user/eng/ghost",
+                f"arn:aws:iam::{A}:role/Alice", "not an arn"):
+        assert not store.principal_exists(arn), arn
+    assert store.principal_exists(f"arn:aws:iam::{A}:root")
+    assert store.principal_exists(f"arn:aws:sts::{A}:assumed-role/r/s")
+
+
+def test_rows_keep_the_stored_user_name(store):
+    """Finding 2: a name in another case is the same user, and rows name it as stored."""
+    store.create_user(A, "alice")
+    key = store.create_access_key(A, "ALICE")
+    assert key.key.user_name == "alice"
+    store.put_user_policy(A, "ALICE", "p", POLICY)
+    assert store.list_user_policies(A, "alice") == ["p"]
+    cred = store.lookup(key.key.access_key_id)
+    assert cred.user_name == "alice" and cred.principal_arn.endswith(":user/alice")
+    assert [p.name for p in store.identity_policies(cred.principal_arn)] == ["p"]
+    with pytest.raises(ie.EntityAlreadyExists):
+        store.create_user(A, "ALICE")
+
+
+def test_get_policy_is_scoped_to_the_reading_account(store):
+    """Finding 10: another account's managed policy reads as missing; AWS-managed ones do not."""
+    store.ensure_account(B)
+    mp = store.create_policy(B, "theirs", POLICY)
+    assert store.get_policy(mp.arn, B).document == POLICY
+    with pytest.raises(ie.NoSuchEntity):
+        store.get_policy(mp.arn, A)
+    with pytest.raises(ie.NoSuchEntity):
+        store.delete_policy(A, mp.arn)
+    assert store.get_policy("arn:aws:iam::aws:policy/AdministratorAccess", A).arn
+
+
+@pytest.mark.parametrize("name", ["\u00e5lice", "alice\n", "\u0662", "\uff41", "a" * 129, ""])
+def test_names_are_ascii(store, name):
+    """Finding 20 [IAM UG, "IAM identifiers"]: ASCII [\\w+=,.@-] only, nothing after."""
+    with pytest.raises(ie.ValidationError):
+        store.create_user(A, name)
+    store.create_user(A, "ok")
+    with pytest.raises(ie.ValidationError):
+        store.put_user_policy(A, "ok", name, POLICY)
+    with pytest.raises(ie.ValidationError):
+        store.create_policy(A, name, POLICY)
+    store.delete_user(A, "ok")

@@ -352,3 +352,45 @@ def test_direct_key_policy_statement_outranks_delegation():
     d = evaluate(AuthzRequest(ALICE, "kms:Decrypt", KEY), [], kp, resource_account=A,
                  resource_policy_required=True)
     assert d.allowed and d.statement == ("resource-policy", "Alice")
+
+
+# -- NotPrincipal naming an account (issue 11, finding 9) ---------------------------------
+# [IAM UG, "AWS JSON policy elements: NotPrincipal": listing the account ARN exempts the
+# account, not the users in it; a user is spared only when listed itself]
+
+def _np_deny(*listed):
+    return res({"NotPrincipal": {"AWS": list(listed)}, **stmt("Deny", "s3:*")})
+
+
+@pytest.mark.parametrize("principal,listed,allowed", [
+    (ALICE, [ROOT_A], False),
+    (ALICE, [A], False),
+    (ROOT_A, [ROOT_A], True),
+    (ROOT_A, [A], True),
+    (ALICE, [ROOT_A, ALICE], True),
+    (BOB, [ROOT_A, ALICE], False),
+    (ROOT_B, [ROOT_A], False),
+])
+def test_notprincipal_account_exempts_only_the_root(principal, listed, allowed):
+    request = AuthzRequest(principal_arn=principal, action="s3:GetObject", resource=OBJ)
+    d = evaluate(request, [ident(stmt())], _np_deny(*listed), resource_account=A,
+                 clock=lambda: NOW)
+    assert d.allowed is allowed, d.explain()
+    if not allowed:
+        assert d.reason == Reason.EXPLICIT_DENY_RESOURCE or principal == ROOT_B
+
+
+def test_legacy_statements_are_read_closed():
+    """Documents stored before the save-time rules: an Allow with NotPrincipal opens nothing,
+    a Deny with a wildcard principal ARN denies whom it names."""
+    legacy = parse_policy({"Version": "2012-10-17", "Statement": [
+        {"NotPrincipal": {"AWS": BOB}, **stmt("Allow")}]}, kind="resource")
+    request = AuthzRequest(principal_arn=ALICE, action="s3:GetObject", resource=OBJ)
+    assert not evaluate(request, [], legacy, resource_account=A, clock=lambda: NOW).allowed
+    deny = parse_policy({"Version": "2012-10-17", "Statement": [
+        {"Principal": {"AWS": f"arn:aws:iam::{A}:user/ali*"}, **stmt("Deny")}]},
+        kind="resource")
+    d = evaluate(request, [ident(stmt())], deny, resource_account=A, clock=lambda: NOW)
+    assert not d.allowed and d.reason == Reason.EXPLICIT_DENY_RESOURCE
+    bob = AuthzRequest(principal_arn=BOB, action="s3:GetObject", resource=OBJ)
+    assert evaluate(bob, [ident(stmt())], deny, resource_account=B, clock=lambda: NOW).allowed

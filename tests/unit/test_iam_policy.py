@@ -171,3 +171,86 @@ def test_secretbox_roundtrip_and_tamper():
                                     (key, token[:20], b"AKIA1")):
         with pytest.raises(secretbox.CryptoError):
             secretbox.open_(bad_key, bad_token, aad)
+
+
+# -- save-time principal rules (issue 11, finding 12) ------------------------------------
+# [IAM UG, "AWS JSON policy elements: Principal": no wildcard inside a principal; an unknown
+# user is "Invalid principal in policy"; "NotPrincipal": "Using it with Allow is not
+# supported"]
+
+U = "arn:aws:iam::111111111111:user"
+SAVE_REJECTED = [
+    ("deny-wildcard-user", {**ALLOW, "Effect": "Deny", "Principal": {"AWS": f"{U}/*"}}),
+    ("deny-question-mark", {**ALLOW, "Effect": "Deny", "Principal": {"AWS": f"{U}/al?ce"}}),
+    ("wildcard-account", {**ALLOW, "Principal": {"AWS": "arn:aws:iam::*:root"}}),
+    ("allow-notprincipal", {**ALLOW, "NotPrincipal": {"AWS": "111111111111"}}),
+    ("group", {**ALLOW, "Principal": {"AWS": "arn:aws:iam::111111111111:group/g"}}),
+    ("policy-arn", {**ALLOW, "Principal": {"AWS": "arn:aws:iam::111111111111:policy/p"}}),
+    ("unicode-user", {**ALLOW, "Principal": {"AWS": f"{U}/\u00e5lice"}}),
+    ("newline-user", {**ALLOW, "Principal": {"AWS": f"{U}/alice\n"}}),
+    ("unknown-user", {**ALLOW, "Principal": {"AWS": f"{U}/ghost"}}),
+    ("user-other-case", {**ALLOW, "Principal": {"AWS": f"{U}/ALICE"}}),
+    ("user-other-path", {**ALLOW, "Principal": {"AWS": f"{U}/team/alice"}}),
+    ("role-unknown", {**ALLOW, "Principal": {"AWS": "arn:aws:iam::111111111111:role/r"}}),
+    ("unknown-in-notprincipal", {**ALLOW, "Effect": "Deny",
+                                 "NotPrincipal": {"AWS": [f"{U}/ghost", "111111111111"]}}),
+]
+
+
+def test_save_time_action_is_the_whole_string():
+    trailing = doc({**ALLOW, "Effect": "Deny", "Action": "s3:GetObject\n"})
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(trailing, saving=True)
+    assert exc.value.message.startswith("Actions/Conditions must be prefaced by a vendor")
+    assert parse_policy(trailing).statements[0].actions == ("s3:GetObject\n",)
+
+
+def _exists(arn: str) -> bool:
+    return arn == f"{U}/alice"
+
+
+@pytest.mark.parametrize("statement", [r[1] for r in SAVE_REJECTED],
+                         ids=[r[0] for r in SAVE_REJECTED])
+def test_save_time_principal_rules(statement):
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(doc(statement), kind="resource", principal_exists=_exists)
+    assert exc.value.message == "Invalid principal in policy"
+
+
+def test_save_time_accepts_what_aws_accepts():
+    for principal in ("*", {"AWS": "*"}, {"AWS": "111111111111"},
+                      {"AWS": ["arn:aws:iam::111111111111:root", f"{U}/alice"]},
+                      {"AWS": "arn:aws:sts::111111111111:assumed-role/r/session@x"},
+                      {"AWS": "arn:aws-us-gov:iam::111111111111:root"},
+                      {"Service": "s3.amazonaws.com"}):
+        parse_policy(doc({**ALLOW, "Principal": principal}), kind="resource",
+                     principal_exists=_exists)
+    p = parse_policy(doc({**ALLOW, "Effect": "Deny", "NotPrincipal": {"AWS": f"{U}/alice"}}),
+                     kind="resource", saving=True)
+    assert p.statements[0].not_principal
+
+
+def test_stored_documents_keep_the_read_rules():
+    """A document saved before the rules loads whole, so its other statements still apply."""
+    legacy = doc({**ALLOW, "NotPrincipal": {"AWS": "111111111111"}},
+                 {**ALLOW, "Effect": "Deny", "Principal": {"AWS": f"{U}/*"}})
+    assert len(parse_policy(legacy, kind="resource").statements) == 2
+    with pytest.raises(PolicyError):
+        parse_policy(legacy, kind="resource", saving=True)
+
+
+@pytest.mark.parametrize("text", [
+    '{"Statement":' + "[" * 50_000 + "]" * 50_000 + "}",
+    '{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":'
+    '{"StringEquals":{"aws:x":' + '{"a":' * 5000 + "1" + "}" * 5000 + "}}}}",
+    b'{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"\xff"}}',
+    '{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":'
+    '{"NumericEquals":{"a:b":' + "9" * 5000 + "}}}}",
+], ids=["nested-10k", "nested-condition", "bad-utf8", "int-too-long"])
+def test_bad_json_of_any_shape_is_policy_error(text):
+    """Finding 16: RecursionError, UnicodeDecodeError and int-conversion limits are all
+    "Syntax errors in policy.", never another exception."""
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(text)
+    assert exc.value.message == "Syntax errors in policy."
+    assert type(exc.value) is PolicyError

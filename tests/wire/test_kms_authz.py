@@ -50,6 +50,12 @@ def env(server) -> Env:
     acct = root_sts.get_caller_identity()["Account"]
     x_iam = make_client(server, "iam", *xkeys)
     xacct = make_client(server, "sts", *xkeys).get_caller_identity()["Account"]
+    # The key policies below name user/nobody: a principal must exist when a policy is saved
+    # (AWS resolves it then; an unknown one is "Invalid principal in policy").
+    try:
+        make_client(server, "iam").create_user(UserName="nobody")
+    except ClientError as exc:
+        assert error_code(exc) == "EntityAlreadyExists"
     return Env(server, acct, xacct, make_client(server, "kms"), make_client(server, "iam"),
                x_iam, make_client(server, "kms", *xkeys), xkeys)
 
