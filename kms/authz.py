@@ -136,17 +136,19 @@ def authorize(caller: Caller, action: str, key: Key,
 
 def authorize_account(caller: Caller, action: str, account_id: str | None = None,
                       extra: Mapping[str, Any] | None = None,
-                      clock: Callable[[], float] = time.time) -> Decision:
+                      clock: Callable[[], float] = time.time, *,
+                      resource: str = "*") -> Decision:
     """Operations on no key (CreateKey, ListKeys, ListAliases, ListRetirableGrants...): the
-    account root may; an IAM user needs an identity-policy Allow on ``*``."""
-    resource = "*"
+    account root may; an IAM user needs an identity-policy Allow on ``resource``. A
+    ``resource`` of another account (``account_id``) is denied: no resource policy opens it."""
     request = AuthzRequest(principal_arn=caller.principal_arn, action=f"kms:{action}",
                            resource=resource, principal_account=caller.account_id,
                            context=request_context(caller, None, None, extra),
                            user_name=getattr(caller, "user_name", None),
                            user_id=getattr(caller, "user_id", None))
     decision = evaluate(request, list(getattr(caller, "identity_policies", ()) or ()), None,
-                        resource_account=account_id or caller.account_id, clock=clock)
+                        resource_account=caller.account_id if account_id is None else account_id,
+                        clock=clock)
     if not decision.allowed:
         raise denied(decision, request)
     return decision

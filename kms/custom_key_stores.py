@@ -175,6 +175,7 @@ class CustomKeyStoreOps:
                       type(exc).__name__)
 
     def _hsm_random(self: KMS, custom_key_store_id: str, n: int) -> bytes:
+        P.text(custom_key_store_id, "customKeyStoreId")
         cks = self._store.get_custom_key_store(custom_key_store_id)
         if cks is None:
             raise CustomKeyStoreNotFoundException(
@@ -218,6 +219,7 @@ class CustomKeyStoreOps:
     def _own_store(self: KMS, caller: Caller, store_id: object) -> CustomKeyStore:
         if not isinstance(store_id, str) or not store_id:
             raise ValidationException("CustomKeyStoreId must be a non-empty string")
+        P.text(store_id, "customKeyStoreId")    # a lone surrogate never reaches SQLite
         cks = self._store.get_custom_key_store(store_id)
         if cks is None or cks.account_id != caller.account_id:
             raise CustomKeyStoreNotFoundException(
@@ -330,8 +332,8 @@ class CustomKeyStoreOps:
                                    marker: str | None = None) -> dict[str, Any]:
         with self._call(caller, "DescribeCustomKeyStores", {
                 "customKeyStoreId": P.s(custom_key_store_id),
-                "customKeyStoreName": P.s(custom_key_store_name), "limit": limit,
-                "marker": marker}, read_only=True):
+                "customKeyStoreName": P.s(custom_key_store_name), "limit": P.n(limit),
+                "marker": P.s(marker)}, read_only=True):
             n = P.limit(limit)
             stores = self._store.list_custom_key_stores(caller.account_id)
             if custom_key_store_id is not None:

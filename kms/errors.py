@@ -35,6 +35,13 @@ class KMSError(Exception):
     http_status: ClassVar[int] = 500
 
     def __init__(self, message: str = "") -> None:
+        # Messages quote parameter values; one holding a lone surrogate (valid JSON:
+        # "\ud800") could not be written to the UTF-8 audit trail, failing the call with a 500.
+        message = str(message)
+        try:
+            message.encode("utf-8")
+        except UnicodeEncodeError:
+            message = message.encode("utf-8", "backslashreplace").decode()
         super().__init__(message)
         self.message = message
 

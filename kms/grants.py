@@ -3,11 +3,17 @@ authorization step every KMS call goes through (``_authorize``), as a mixin of `
 
 A grant covers one key and only allows: its grantee principal may perform the listed operations,
 optionally only when the request's encryption context equals (``EncryptionContextEquals``) or
-includes (``EncryptionContextSubset``) the constraint's pairs [DG/grants]. A retiring principal,
-the grantee (when the grant lists RetireGrant) or the issuing account may retire it; key admins
-(``kms:RevokeGrant`` in the key policy / IAM) revoke it. ``Name`` makes CreateGrant retries
-idempotent. Grants live in SQLite and take effect at once, so a grant token only has to be
-well-formed (``InvalidGrantTokenException`` otherwise) and is never logged or listed.
+includes (``EncryptionContextSubset``) the constraint's pairs, keys compared case-insensitively
+[DG/grants, API GrantConstraints]. A grantee holding CreateGrant through a grant may create
+only grants that are equally or more restrictive: a subset of its operations, constraints at
+least as strict [DG/create-grant-overview#grant-creategrant]. A retiring principal, the grantee
+(when the grant lists RetireGrant) or the issuing account may retire it; key admins
+(``kms:RevokeGrant`` in the key policy / IAM) revoke it. ListRetirableGrants names a principal
+of the caller's own account (the grants may be on any account's keys). ``Name`` makes
+CreateGrant retries idempotent. Grants live in SQLite and take effect at once, so a grant token
+only has to be well-formed (``InvalidGrantTokenException`` otherwise) and is never logged or
+listed. A grant whose grantee is an account root allows that root only: AWS documents no
+delegation to the account's IAM principals through a grant (as the key policy's root has).
 
 ``_authorize(call, action, key)``: the key policy and identity policies decide first
 (``kms.authz``); an explicit Deny there is final; otherwise, if they do not allow, a matching
@@ -63,6 +69,7 @@ _FOR_USAGE = {
 _PRINCIPAL = re.compile(r"^(arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/:-]+"
                         r"|\d{12}|[a-z0-9.-]+\.amazonaws\.com)$")
 _NAME = re.compile(r"^[a-zA-Z0-9:/_-]+$")
+_GRANT_ID = re.compile(r"[0-9a-f]{64}")
 _TOKEN_MAGIC = b"coffer-grant-token/1\x00"
 
 
@@ -94,6 +101,13 @@ def validate_grant_tokens(tokens: Sequence[str] | None) -> None:
             raise InvalidGrantTokenException("The grant token is not valid.")
 
 
+def _principal_account(principal: str) -> str | None:
+    """The account of an IAM/STS principal ARN (``arn:aws:iam::<acct>:...``); None for a
+    service principal."""
+    parts = principal.split(":", 5)
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" else None
+
+
 def _grant_id(seed: bytes) -> str:
     return hashlib.sha256(seed).hexdigest()
 
@@ -112,18 +126,44 @@ def _row_to_api(row: tuple, key_arn: str) -> dict[str, Any]:
     return out
 
 
+def _folded(pairs: Mapping[str, str]) -> set[tuple[str, str]]:
+    # In a grant constraint "the key in each key-value pair is not case sensitive, but the
+    # value is case sensitive" [API GrantConstraints]; pairs are compared with keys folded.
+    return {(k.lower(), v) for k, v in pairs.items()}
+
+
 def _constraints_hold(constraints: Mapping[str, Any] | None,
                       context: Mapping[str, str] | None) -> bool:
+    """Whether a request's encryption context satisfies a grant's constraints."""
     if not constraints:
         return True
-    ctx = dict(context or {})
+    ctx = _folded(context or {})
     equals = constraints.get("EncryptionContextEquals")
-    if equals is not None and ctx != dict(equals):
+    if equals is not None and (ctx != _folded(equals) or len(context or {}) != len(equals)):
         return False
     subset = constraints.get("EncryptionContextSubset")
-    if subset is not None and any(ctx.get(k) != v for k, v in subset.items()):
+    if subset is not None and not _folded(subset) <= ctx:
         return False
     return True
+
+
+def _constraints_imply(child: Mapping[str, Any] | None,
+                       parent: Mapping[str, Any] | None) -> bool:
+    """Whether every context ``child`` allows is one ``parent`` allows: a grant created
+    through a grant must be "equally restrictive or more restrictive" [DG/create-grant-
+    overview#grant-creategrant]. The child may add pairs to a Subset or turn it into an
+    Equals that holds those pairs, "but not the reverse"."""
+    if not parent:
+        return True
+    child = child or {}
+    equals = child.get("EncryptionContextEquals")
+    if equals is not None:
+        # The child allows only this one context (or none, if its own Subset is not in it).
+        return _constraints_hold(parent, equals)
+    if parent.get("EncryptionContextEquals") is not None:
+        return False        # a Subset (or no) constraint allows more than one context
+    return _folded(parent.get("EncryptionContextSubset") or {}) <= _folded(
+        child.get("EncryptionContextSubset") or {})
 
 
 class GrantOps:
@@ -155,17 +195,26 @@ class GrantOps:
         call.decision = decision_record(decision)
         raise denied(decision, request)
 
-    def _authorize_account(self: KMS, call: _Call, action: str) -> None:
-        """Operations on no key: an IAM user needs an identity-policy Allow on ``*``."""
+    def _authorize_account(self: KMS, call: _Call, action: str, *, resource: str = "*",
+                           account_id: str | None = None) -> None:
+        """Operations on no key: an IAM user needs an identity-policy Allow on ``resource``
+        (``*`` unless the operation names one, in ``account_id``)."""
         try:
-            d = authorize_account(call.caller, action, clock=self._clock)
+            d = authorize_account(call.caller, action, account_id, clock=self._clock,
+                                  resource=resource)
         except AccessDeniedException as exc:
             call.decision = decision_record(getattr(exc, "decision", None))
             raise
         call.decision = decision_record(d)
 
     def _matching_grant(self: KMS, caller: Caller, action: str, key: Key,
-                        context: Mapping[str, str] | None) -> str | None:
+                        context: Mapping[str, str] | None,
+                        child: tuple[list[str], Mapping[str, Any] | None] | None = None
+                        ) -> str | None:
+        """The id of a grant of ``key`` to the caller that allows ``action`` here. For a
+        CreateGrant, ``child`` = (operations, constraints) of the grant being made: the
+        parent must hold every one of its operations, and the child's constraints must be at
+        least as strict as the parent's."""
         if action not in GRANT_OPERATIONS:
             return None
         for row in self._store.list_grants(key_id=key.key_id,
@@ -175,6 +224,9 @@ class GrantOps:
                 continue
             cons = json.loads(row[8]) if row[8] else None
             if action in _EC_PARAM and not _constraints_hold(cons, context):
+                continue
+            if child is not None and not (set(child[0]) <= set(ops)
+                                          and _constraints_imply(child[1], cons)):
                 continue
             return row[0]
         return None
@@ -247,8 +299,7 @@ class GrantOps:
         with self._call(caller, "CreateGrant", {
                 "keyId": P.s(key_id), "granteePrincipal": P.s(grantee_principal),
                 "retiringPrincipal": P.s(retiring_principal),
-                "operations": operations if isinstance(operations, list) else None,
-                "constraints": dict(constraints) if isinstance(constraints, Mapping) else None,
+                "operations": P.strs(operations), "constraints": P.pairs(constraints),
                 "name": P.s(name)}, read_only=False) as call:
             validate_grant_tokens(grant_tokens)
             grantee = self._check_principal(grantee_principal, "granteePrincipal", True)
@@ -277,15 +328,17 @@ class GrantOps:
             ops = self._check_operations(key, operations)
             cons = self._check_constraints(key, constraints)
             if isinstance(call.decision, dict) and "grantId" in call.decision:
-                # A grantee delegating through its grant can pass on only what it holds.
-                parent = self._store.get_grant(call.decision["grantId"])
-                held = set(json.loads(parent[7])) if parent else set()
-                if not set(ops) <= held:
+                # Only a grant allowed this CreateGrant: the new grant must be equally or more
+                # restrictive than one of the caller's grants that holds CreateGrant (any of
+                # them; the first one _authorize found need not be the one that fits).
+                parent = self._matching_grant(caller, "CreateGrant", key, None, (ops, cons))
+                if parent is None:
                     call.decision = {**call.decision, "allowed": False}
                     raise AccessDeniedException(
                         f"User: {caller.principal_arn} is not authorized to perform: "
-                        f"kms:CreateGrant on resource: {key.arn} because the grant that "
-                        "allows it does not allow all of the requested operations")
+                        f"kms:CreateGrant on resource: {key.arn} because no grant allows "
+                        "creating a grant with these operations and constraints")
+                call.decision = decision_record(None, grant_id=parent)
             if key.state is KeyState.DISABLED:
                 raise DisabledException(f"{key.arn} is disabled.")
             if key.state not in (KeyState.ENABLED, KeyState.UNAVAILABLE):
@@ -332,12 +385,13 @@ class GrantOps:
                     marker: str | None = None, grant_id: str | None = None,
                     grantee_principal: str | None = None) -> dict[str, Any]:
         with self._call(caller, "ListGrants", {
-                "keyId": P.s(key_id), "limit": limit, "marker": P.s(marker),
+                "keyId": P.s(key_id), "limit": P.n(limit), "marker": P.s(marker),
                 "grantId": P.s(grant_id), "granteePrincipal": P.s(grantee_principal)},
                 read_only=True) as call:
             P.limit(limit)
             key = self._resolve(call, key_id, "ListGrants")
-            rows = self._store.list_grants(key_id=key.key_id, grantee=grantee_principal)
+            grantee = self._check_principal(grantee_principal, "granteePrincipal", False)
+            rows = self._store.list_grants(key_id=key.key_id, grantee=grantee)
             if grant_id is not None:
                 rows = [r for r in rows if r[0] == grant_id]
             return self._page([_row_to_api(r, key.arn) for r in rows], limit, marker)
@@ -346,11 +400,17 @@ class GrantOps:
                               limit: int | None = None,
                               marker: str | None = None) -> dict[str, Any]:
         with self._call(caller, "ListRetirableGrants", {
-                "retiringPrincipal": P.s(retiring_principal), "limit": limit,
+                "retiringPrincipal": P.s(retiring_principal), "limit": P.n(limit),
                 "marker": P.s(marker)}, read_only=True) as call:
             principal = self._check_principal(retiring_principal, "retiringPrincipal", True)
             P.limit(limit)
-            self._authorize_account(call, "ListRetirableGrants")
+            # "You must specify a principal in your Amazon Web Services account"; "the
+            # authorized resource in ListRetirableGrants calls is the retiring principal"
+            # [API ListRetirableGrants]. Another account's principal (or a service, which is
+            # in none) is a resource of that account that no policy here opens: denied, so a
+            # caller never learns another account's grants, keys or constraints.
+            self._authorize_account(call, "ListRetirableGrants", resource=principal,
+                                    account_id=_principal_account(principal) or "")
             rows = self._store.list_grants(retiring=principal)
             out = []
             for r in rows:
@@ -375,7 +435,7 @@ class GrantOps:
             else:
                 raise ValidationException("Either GrantToken, or both KeyId and GrantId, "
                                           "must be specified.")
-            if not isinstance(gid, str) or not re.fullmatch(r"[0-9a-f]{64}", gid):
+            if not isinstance(gid, str) or not _GRANT_ID.fullmatch(gid):
                 raise InvalidGrantIdException("Invalid grant ID.")
             row = self._store.get_grant(gid)
             key = self._store.get_key(row[1]) if row else None
@@ -423,10 +483,12 @@ class GrantOps:
                                                 "grantId": P.s(grant_id)},
                         read_only=False) as call:
             key = self._resolve(call, key_id, "RevokeGrant")
-            row = self._store.get_grant(grant_id) if isinstance(grant_id, str) else None
-            if row is None or row[1] != key.key_id:
-                if isinstance(grant_id, str) and re.fullmatch(r"[0-9a-f]{64}", grant_id):
-                    raise NotFoundException(f"Grant ID {grant_id} not found")
+            # Every grant id this KMS issues is 64 hex digits; anything else is no grant and
+            # never reaches the store (a lone surrogate would not even encode).
+            if not isinstance(grant_id, str) or not _GRANT_ID.fullmatch(grant_id):
                 raise InvalidGrantIdException("Invalid grant ID.")
+            row = self._store.get_grant(grant_id)
+            if row is None or row[1] != key.key_id:
+                raise NotFoundException(f"Grant ID {grant_id} not found")
             self._store.delete_grant(grant_id)
             return {}

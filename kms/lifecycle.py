@@ -283,7 +283,7 @@ class LifecycleOps:
                     raise TagException("TagKey must be 1 to 128 characters.")
                 if t.startswith("aws:"):
                     raise TagException("Tag keys beginning with 'aws:' are reserved.")
-            call.params["tagKeys"] = list(tag_keys)
+            call.params["tagKeys"] = P.strs(list(tag_keys))
             key = self._resolve(call, key_id, "UntagResource")
             drop = set(tag_keys)
 
@@ -322,7 +322,7 @@ class LifecycleOps:
     def list_resource_tags(self: KMS, caller: Caller, key_id: str, *, limit: int | None = None,
                            marker: str | None = None) -> dict[str, Any]:
         with self._call(caller, "ListResourceTags",
-                        {"keyId": P.s(key_id), "limit": limit, "marker": P.s(marker)},
+                        {"keyId": P.s(key_id), "limit": P.n(limit), "marker": P.s(marker)},
                         read_only=True) as call:
             n = MAX_TAGS_PAGE if limit is None else limit
             if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_TAGS_PAGE:
@@ -383,7 +383,7 @@ class LifecycleOps:
     def list_key_policies(self: KMS, caller: Caller, key_id: str, *, limit: int | None = None,
                           marker: str | None = None) -> dict[str, Any]:
         with self._call(caller, "ListKeyPolicies",
-                        {"keyId": P.s(key_id), "limit": limit, "marker": P.s(marker)},
+                        {"keyId": P.s(key_id), "limit": P.n(limit), "marker": P.s(marker)},
                         read_only=True) as call:
             P.limit(limit)
             start = self._offset(marker, 1)

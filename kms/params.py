@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 from kms import keypolicy
 from kms.authz import default_key_policy
-from kms.errors import InvalidMarkerException, TagException, ValidationException
+from kms.errors import (InvalidMarkerException, MalformedPolicyDocumentException, TagException,
+                        ValidationException)
 from kms.model import Caller, DataKeySpec
 
-__all__ = ["length_error", "s", "iso", "enum", "limit", "marker", "data_key_size", "policy",
-           "tags", "MAX_POLICY"]
+__all__ = ["length_error", "s", "n", "strs", "pairs", "text", "iso", "enum", "limit", "marker",
+           "data_key_size", "policy", "tags", "MAX_POLICY"]
 
 MAX_POLICY = keypolicy.MAX_POLICY
 
@@ -27,8 +28,47 @@ def length_error(param: str, bound: str, n: int) -> ValidationException:
 
 
 def s(value: object) -> str | None:
-    """A parameter as it may appear in the audit record: strings only."""
-    return value if isinstance(value, str) else None
+    """A parameter as it may appear in the audit record: strings only, and only encodable
+    ones (a lone surrogate from a JSON ``"\\ud800"`` is written as that escape; the trail is
+    UTF-8, and a record that cannot be written fails the call)."""
+    if not isinstance(value, str):
+        return None
+    return value if _unicode(value) else value.encode("utf-8", "backslashreplace").decode()
+
+
+def n(value: object) -> int | None:
+    """An integer parameter as it may appear in the audit record (bools are not integers)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def strs(value: object) -> list[str] | None:
+    """A list-of-strings parameter for the audit record: other members are left out (the
+    record never carries bytes, and a parameter of the wrong type is the error it causes)."""
+    return [s(v) for v in value if isinstance(v, str)] if isinstance(value, list) else None
+
+
+def pairs(value: object) -> dict[str, Any] | None:
+    """A map parameter (grant constraints, a context) for the audit record: string keys, and
+    values that are strings or such maps themselves."""
+    if not isinstance(value, Mapping):
+        return None
+    return {s(k): s(v) if isinstance(v, str) else pairs(v) for k, v in value.items()
+            if isinstance(k, str)}
+
+
+def text(value: object, param: str) -> str:
+    """A free-text parameter that will be stored (a description, a tag, a policy): a string
+    that is valid Unicode. JSON can carry lone surrogates (``"\\ud800"``) that no UTF-8 store
+    accepts; AWS answers a ValidationException for malformed input."""
+    if not isinstance(value, str):
+        raise ValidationException(f"1 validation error detected: Value at '{param}' failed to "
+                                  "satisfy constraint: Member must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationException(f"1 validation error detected: Value at '{param}' failed to "
+                                  "satisfy constraint: Member must be valid Unicode") from None
+    return value
 
 
 def iso(t: float) -> str:
@@ -84,10 +124,20 @@ def policy(policy: object, account_id: str, caller: Caller | None = None,
     bypass, put through the lockout safety check."""
     if policy is None:
         return default_key_policy(account_id)
+    if isinstance(policy, str) and not _unicode(policy):
+        raise MalformedPolicyDocumentException("The policy is not valid Unicode.")
     doc = keypolicy.validate(policy, principal_exists)
     if caller is not None and not bypass_lockout_check:
         keypolicy.check_lockout(doc, caller)
     return policy  # type: ignore[return-value]
+
+
+def _unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def tags(tags: Sequence[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...]:
@@ -102,6 +152,8 @@ def tags(tags: Sequence[Mapping[str, str]] | None) -> tuple[tuple[str, str], ...
             raise TagException("TagKey must be 1 to 128 characters.")
         if not isinstance(v, str) or len(v) > 256:
             raise TagException("TagValue must be 0 to 256 characters.")
+        if not (_unicode(k) and _unicode(v)):
+            raise TagException("Tag keys and values must be valid Unicode.")
         if k.startswith("aws:"):
             raise TagException("Tag keys beginning with 'aws:' are reserved.")
         if k in out:

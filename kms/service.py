@@ -355,8 +355,9 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                    multi_region: bool = False,
                    bypass_policy_lockout_safety_check: bool = False,
                    custom_key_store_id: str | None = None) -> dict[str, Any]:
-        params = {"description": description if isinstance(description, str) else None,
-                  "keyUsage": str(key_usage), "keySpec": str(key_spec), "origin": str(origin),
+        params = {"description": P.s(description),
+                  "keyUsage": P.s(str(key_usage)), "keySpec": P.s(str(key_spec)),
+                  "origin": P.s(str(origin)),
                   "multiRegion": bool(multi_region),
                   "customKeyStoreId": P.s(custom_key_store_id)}
         with self._call(caller, "CreateKey", params, read_only=False) as call:
@@ -380,6 +381,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                     f"Multi-Region keys with Origin {orig} are not supported.")
             if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
                 raise P.length_error("description", "less than or equal to", MAX_DESCRIPTION)
+            P.text(description, "description")
             pol = P.policy(policy, caller.account_id, caller,
                            bypass_policy_lockout_safety_check is True, self.principal_exists)
             tag_pairs = P.tags(tags)
@@ -471,7 +473,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
 
     def list_keys(self, caller: Caller, *, limit: int | None = None,
                   marker: str | None = None) -> dict[str, Any]:
-        with self._call(caller, "ListKeys", {"limit": limit, "marker": marker},
+        with self._call(caller, "ListKeys", {"limit": P.n(limit), "marker": P.s(marker)},
                         read_only=True) as call:
             self._authorize_account(call, "ListKeys")
             n = P.limit(limit)
@@ -490,6 +492,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                         read_only=False) as call:
             if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
                 raise P.length_error("description", "less than or equal to", MAX_DESCRIPTION)
+            P.text(description, "description")
             key = self._resolve(call, key_id, "UpdateKeyDescription")
 
             def change(k: Key) -> dict[str, Any]:
@@ -692,7 +695,7 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
     def list_aliases(self, caller: Caller, *, key_id: str | None = None,
                      limit: int | None = None, marker: str | None = None) -> dict[str, Any]:
         with self._call(caller, "ListAliases",
-                        {"keyId": P.s(key_id), "limit": limit, "marker": marker},
+                        {"keyId": P.s(key_id), "limit": P.n(limit), "marker": P.s(marker)},
                         read_only=True) as call:
             n = P.limit(limit)
             if key_id is None:

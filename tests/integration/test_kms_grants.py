@@ -177,3 +177,89 @@ def test_audit_names_the_grant_and_hides_the_token(kms, sink):
     denied = [r for r in sink.records if r["eventName"] == "Decrypt"][-1]
     assert denied["errorCode"] == "AccessDeniedException"
     assert denied["authorizationDecision"] == {"allowed": False, "reason": "no-identity-allow"}
+
+
+# -- delegation through a grant (issue 11 finding 4) ----------------------------------------------
+
+CAROL = Caller(f"arn:aws:iam::{ACCT}:user/carol", ACCT)
+
+
+def test_child_grant_carries_the_parents_constraint(kms):
+    """DG/create-grant-overview#grant-creategrant: a child grant's constraints must be equally
+    or more restrictive; else AccessDeniedException and no grant."""
+    k = new_key(kms)
+    kms.create_grant(ROOT, k, ALICE.principal_arn, ["CreateGrant", "Decrypt"],
+                     constraints={"EncryptionContextSubset": {"tenant": "a"}})
+    blob = kms.encrypt(ROOT, k, b"b's", encryption_context={"tenant": "b"})["CiphertextBlob"]
+    with pytest.raises(AccessDeniedException):
+        kms.create_grant(ALICE, k, BOB.principal_arn, ["Decrypt"])
+    with pytest.raises(AccessDeniedException):
+        kms.decrypt(BOB, blob, encryption_context={"tenant": "b"})
+    assert [g["GranteePrincipal"] for g in kms.list_grants(ROOT, k)["Grants"]] == [
+        ALICE.principal_arn]
+    kms.create_grant(ALICE, k, BOB.principal_arn, ["Decrypt"],
+                     constraints={"EncryptionContextEquals": {"tenant": "a", "x": "1"}})
+    with pytest.raises(AccessDeniedException):
+        kms.decrypt(BOB, blob, encryption_context={"tenant": "b"})
+
+
+def test_delegation_picks_a_parent_that_fits(kms, sink):
+    """With two grants holding CreateGrant, the one whose operations and constraints cover the
+    child authorizes it (and the audit record names that one)."""
+    k = new_key(kms)
+    kms.create_grant(ROOT, k, ALICE.principal_arn, ["CreateGrant", "Encrypt"],
+                     constraints={"EncryptionContextEquals": {"t": "1"}})
+    wide = kms.create_grant(ROOT, k, ALICE.principal_arn, ["CreateGrant", "Encrypt", "Decrypt"],
+                            constraints={"EncryptionContextSubset": {"t": "1"}})["GrantId"]
+    kms.create_grant(ALICE, k, BOB.principal_arn, ["Decrypt"],
+                     constraints={"EncryptionContextSubset": {"t": "1", "u": "2"}})
+    made = [r for r in sink.records if r["eventName"] == "CreateGrant"][-1]
+    assert made["authorizationDecision"]["grantId"] == wide
+    with pytest.raises(AccessDeniedException):      # neither parent allows it unconstrained
+        kms.create_grant(ALICE, k, CAROL.principal_arn, ["Encrypt"])
+    denied = [r for r in sink.records if r["eventName"] == "CreateGrant"][-1]
+    assert denied["errorCode"] == "AccessDeniedException"
+    assert denied["authorizationDecision"]["allowed"] is False
+
+
+def test_constraint_keys_are_case_insensitive_values_are_not(kms):
+    """API GrantConstraints: "in a grant constraint, the key in each key-value pair is not case
+    sensitive, but the value is case sensitive"."""
+    k = new_key(kms)
+    kms.create_grant(ROOT, k, ALICE.principal_arn, ["Encrypt"],
+                     constraints={"EncryptionContextSubset": {"Dept": "IT"}})
+    kms.create_grant(ROOT, k, BOB.principal_arn, ["Encrypt"],
+                     constraints={"EncryptionContextEquals": {"Dept": "IT"}})
+    kms.encrypt(ALICE, k, b"x", encryption_context={"dept": "IT", "other": "1"})
+    kms.encrypt(BOB, k, b"x", encryption_context={"DEPT": "IT"})
+    for caller in (ALICE, BOB):
+        with pytest.raises(AccessDeniedException):
+            kms.encrypt(caller, k, b"x", encryption_context={"Dept": "it"})
+
+
+# -- ListRetirableGrants across accounts (issue 11 finding 10) ------------------------------------
+
+def test_list_retirable_grants_only_for_own_accounts_principals(kms):
+    k = new_key(kms)
+    kms.create_grant(ROOT, k, ALICE.principal_arn, ["Encrypt"],
+                     retiring_principal=BOB.principal_arn)
+    xroot = Caller(f"arn:aws:iam::{OTHER}:root", OTHER)
+    for who in (xroot, XUSER):
+        with pytest.raises(AccessDeniedException):
+            kms.list_retirable_grants(who, BOB.principal_arn)
+    with pytest.raises(AccessDeniedException):      # a service principal is in no account
+        kms.list_retirable_grants(ROOT, "s3.amazonaws.com")
+    assert len(kms.list_retirable_grants(ROOT, BOB.principal_arn)["Grants"]) == 1
+
+
+def test_grant_to_an_account_root_is_not_passed_on_to_its_users(kms):
+    """Decision (AWS documents no delegation through a grant, unlike the key policy's root
+    principal): a grant whose grantee is an account allows that account's root only; its IAM
+    users, even with kms:* in their identity policies, get nothing from it."""
+    k = new_key(kms)
+    kms.create_grant(ROOT, k, OTHER, ["Encrypt"])          # "444455556666" -> its root ARN
+    assert kms.list_grants(ROOT, k)["Grants"][0]["GranteePrincipal"] == (
+        f"arn:aws:iam::{OTHER}:root")
+    kms.encrypt(Caller(f"arn:aws:iam::{OTHER}:root", OTHER), k, b"x")
+    with pytest.raises(AccessDeniedException):
+        kms.encrypt(Caller(XUSER.principal_arn, OTHER, identity_policies=KMS_ADMIN), k, b"x")
