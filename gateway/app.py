@@ -1,8 +1,10 @@
 """The aiohttp application: one factory, typed state, one dispatcher.
 
-Every request but the unsigned ``GET /health`` is authenticated (SigV4 or SigV2), routed on the
-credential-scope service (``s3`` today; ``kms``, ``iam`` come with their issues), parsed into a
-typed S3 operation and dispatched to its handler.
+Every request but the unsigned ``GET /health`` is routed on the credential-scope service
+(``s3``, ``kms``, ``iam`` / ``sts``, ``cloudtrail``) to its face; S3 requests go through the
+edge pipeline of ``gateway.s3.dispatch`` (authenticate, parse, authorize once, dispatch),
+wrapped by the audit trail. The one route matches every path, newlines included (S3 keys may
+hold any UTF-8; aiohttp's default ``.*`` stops at a newline and would answer 404).
 """
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -26,18 +26,14 @@ from gateway.identity import IdentityStore
 from gateway.key_usage import deletion_warning
 from gateway.kms_api.handler import handle_kms
 from gateway.middleware import error_middleware, on_prepare
-from gateway.s3 import (bucket, copy, encryption, listing, multipart, object_get, object_put,
-                        policy)
-from gateway.s3.common import S3Call
+from gateway.s3.dispatch import S3Services, handle_s3
 from gateway.s3.errors import S3Error
-from gateway.s3.router import parse_request
-from gateway.regions import region_allowed, wrong_region
-from storage.errors import StorageError
+from gateway.regions import region_allowed
 from gateway.sse.envelope import Envelope
 from kms.audit import FailOpenSink, TrailSink
 from kms.rootkeys import HSMSettings
 from kms.service import KMS
-from storage.base import BucketInfo, ObjectStore
+from storage.base import ObjectStore
 from storage.fs import FSObjectStore
 
 __all__ = ["make_app", "CONFIG", "STORE", "CREDENTIALS", "KMS_SERVICE", "ENVELOPE", "IDENTITY",
@@ -54,23 +50,7 @@ LOOKUP = web.AppKey("lookup", object)
 
 log = logging.getLogger("coffer.gateway")
 
-Handler = Callable[[S3Call], Awaitable[web.StreamResponse]]
-S3_HANDLERS: dict[str, Handler] = {
-    **bucket.HANDLERS, **listing.HANDLERS, **object_get.HANDLERS, **object_put.HANDLERS,
-    **copy.HANDLERS, **multipart.HANDLERS, **encryption.HANDLERS, **policy.HANDLERS,
-}
 _UNSIGNED_PATHS = {"/health"}
-
-
-def _vhost_bucket(host: str | None, domains: tuple[str, ...]) -> str | None:
-    if not host:
-        return None
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.lower().rstrip(".")
-    for domain in domains:
-        if name.endswith("." + domain):
-            return name[: -len(domain) - 1]
-    return None
 
 
 def _is_unsigned(request: web.Request) -> bool:
@@ -102,53 +82,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise S3Error("NotImplemented", f"The {service} service is not available on this "
                       "endpoint yet")
     # One CloudTrail record per S3 request (data or management event), see gateway/audit_trail.
-    return await request.app[AUDIT].audited_s3(request, lambda note: _s3(request, note))
-
-
-async def _s3(request: web.Request, note: dict) -> web.StreamResponse:
-    cfg = request.app[CONFIG]
-    lookup = request.app[LOOKUP]
-    vhost = _vhost_bucket(request.headers.get("Host"), cfg.domains)
-    ctx = auth.authenticate(request.method, request.raw_path, request.headers, lookup,
-                            clock=time.time, server_region=cfg.region, vhost_bucket=vhost)
-    # Anonymous requests (ctx.credential None) go on: gateway.s3.authz lets them do only what a
-    # bucket policy grants to Principal "*".
-    note["auth"] = ctx
-    op = parse_request(request.method, request.raw_path, vhost)
-    if op.operation == "PutObject" and "x-amz-copy-source" in request.headers:
-        op.operation = "CopyObject"
-    note["op"] = op
-    handler = S3_HANDLERS.get(op.operation)
-    if handler is None:
-        raise S3Error("NotImplemented")
-    region, info = await _request_region(request.app[STORE], cfg, ctx, op)
-    note["region"] = region
-    call = S3Call(request=request, op=op, auth=ctx, store=request.app[STORE], config=cfg,
-                  envelope=request.app[ENVELOPE].in_region(region), region=region,
-                  bucket_info=info)
-    return await handler(call)
-
-
-async def _request_region(store: ObjectStore, cfg: Config, ctx,
-                          op) -> tuple[str, BucketInfo | None]:
-    """The region serving an S3 request and its bucket's record when it exists: the bucket's
-    region (a SigV4 request signed for another region is AuthorizationHeaderMalformed naming
-    the right one, as AWS answers), else the signed region (CreateBucket without a
-    LocationConstraint, ListBuckets)."""
-    signed = ctx.region if ctx.method.startswith("sigv4") else None
-    if op.bucket:
-        try:
-            info = await store.head_bucket(op.bucket)
-        except StorageError:
-            info = None         # NoSuchBucket etc. come from the handler
-        if info is not None:
-            if signed and signed != info.region:
-                raise S3Error("AuthorizationHeaderMalformed",
-                              **wrong_region(signed, info.region))
-            return info.region, info
-    if signed and signed != cfg.region and not region_allowed(cfg, signed):
-        raise S3Error("AuthorizationHeaderMalformed", **wrong_region(signed, cfg.region))
-    return signed or cfg.region, None
+    services = S3Services(store=request.app[STORE], config=cfg,
+                          envelope=request.app[ENVELOPE], lookup=lookup)
+    return await request.app[AUDIT].audited_s3(
+        request, lambda note: handle_s3(request, note, services))
 
 
 async def _kms_scheduler(kms: KMS, interval: float) -> None:
@@ -234,7 +171,7 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     app.cleanup_ctx.append(kms_ctx)
     app.on_response_prepare.append(on_prepare)
     app.on_response_prepare.append(app[AUDIT].on_prepare)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     return app
 
 

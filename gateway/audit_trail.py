@@ -40,6 +40,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from gateway.audit_store import CURRENT_REQUEST, AuditedStore
+from gateway.context import context_of, request_id_of
 from kms.audit import AuditWriteError
 from kms.audit.digest import PUBLIC_KEY_FILE, write_digest
 from kms.audit.encode import FIELD_BOUNDS, bounded
@@ -56,16 +57,8 @@ log = logging.getLogger("coffer.audit")
 AUDIT_ACCOUNT = "000000000000"
 DIGEST_KEY_FILE = "digest-key.json"
 DIGEST_ALGORITHM = "ECDSA_SHA_256"
-AUDIT_KEY = "coffer_audit"            # request[...] -> what a handler noted for its record
 AUDIT = web.AppKey("audit_trail", object)
 
-_S3_DATA_OPS = {"GetObject", "HeadObject", "PutObject", "CopyObject", "DeleteObject",
-                "DeleteObjects", "GetObjectAttributes", "CreateMultipartUpload", "UploadPart",
-                "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
-                "ListParts", "ListObjects", "ListObjectsV2", "ListObjectVersions",
-                "ListMultipartUploads", "GetObjectTagging", "PutObjectTagging",
-                "DeleteObjectTagging", "GetObjectAcl", "PutObjectAcl", "RestoreObject",
-                "SelectObjectContent"}
 # Request headers that may go in a record (never SSE-C keys or anything secret).
 _S3_HEADERS = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
                "x-amz-server-side-encryption-bucket-key-enabled", "x-amz-copy-source",
@@ -176,7 +169,7 @@ class AuditTrail:
         op = note.get("op")
         ctx = note.get("auth")
         cred = getattr(ctx, "credential", None)
-        name = op.operation if op is not None else "UnknownOperation"
+        name = op.name if op is not None else "UnknownOperation"
         bucket = getattr(op, "bucket", None)
         key = getattr(op, "key", None)
         # Bounded here and again by the encoder: an 8 KB Host header stays 256 bytes.
@@ -227,9 +220,9 @@ class AuditTrail:
         if bucket:
             resources.append({"accountId": cred.account_id if cred else "",
                               "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"})
-        data = name in _S3_DATA_OPS
+        data = op.data_event if op is not None else False
         rec.update({
-            "requestID": request.get("coffer_request_id", ""), "eventID": str(uuid.uuid4()),
+            "requestID": request_id_of(request), "eventID": str(uuid.uuid4()),
             "readOnly": request.method in ("GET", "HEAD"), "resources": resources,
             "eventType": "AwsApiCall", "managementEvent": not data,
             "recipientAccountId": cred.account_id if cred else "",
@@ -257,7 +250,7 @@ class AuditTrail:
         if err is not None:
             rec["errorCode"], rec["errorMessage"] = err
         rec.update({
-            "requestID": request.get("coffer_request_id", ""), "eventID": str(uuid.uuid4()),
+            "requestID": request_id_of(request), "eventID": str(uuid.uuid4()),
             "readOnly": action.startswith(("Get", "List")), "resources": [],
             "eventType": "AwsApiCall", "managementEvent": True,
             "recipientAccountId": cred.account_id, "eventCategory": "Management",
@@ -273,7 +266,7 @@ class AuditTrail:
         from gateway.s3.errors import S3Error
 
         note: dict[str, Any] = {"kind": "s3"}
-        request[AUDIT_KEY] = note
+        context_of(request).audit = note
         token = CURRENT_REQUEST.set((request, note))
         try:
             response = await run(note)
@@ -331,7 +324,7 @@ class AuditTrail:
         """A handler that streams its response prepares it itself: record the request now,
         before the status line goes out (fail-closed: a record that cannot be written turns
         the response into an InternalError)."""
-        note = request.get(AUDIT_KEY)
+        note = context_of(request).audit
         if not note or note.get("kind") != "s3" or note.get("recorded"):
             return
         note["recorded"] = True
@@ -341,7 +334,7 @@ class AuditTrail:
             raise S3Error("InternalError")
 
     async def record_iam(self, request: web.Request, response: web.StreamResponse) -> None:
-        note = request.get(AUDIT_KEY)
+        note = context_of(request).audit
         if not note or "action" not in note or note.get("credential") is None:
             return
         await self.emit(self.iam_record(request, note, response))

@@ -13,15 +13,14 @@ import secrets
 
 from aiohttp import web
 
+from gateway.context import CONTEXT, RequestContext, request_id_of
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import render
 from storage.errors import StorageError
 
-__all__ = ["REQUEST_ID", "error_middleware", "on_prepare", "render_error"]
+__all__ = ["error_middleware", "on_prepare", "render_error"]
 
 log = logging.getLogger("coffer.gateway")
-
-REQUEST_ID = "coffer_request_id"
 
 
 def _new_request_id() -> str:
@@ -29,7 +28,7 @@ def _new_request_id() -> str:
 
 
 def render_error(request: web.Request, err: S3Error) -> web.Response:
-    request_id = request.get(REQUEST_ID, "")
+    request_id = request_id_of(request)
     headers = dict(err.headers)
     if request.method == "HEAD" or err.status == 304:
         return web.Response(status=err.status, headers=headers)
@@ -47,12 +46,12 @@ _HTTP_CODES = {400: "InvalidRequest", 404: "NoSuchKey", 405: "MethodNotAllowed",
 
 @web.middleware
 async def error_middleware(request: web.Request, handler):
-    request[REQUEST_ID] = _new_request_id()
+    request[CONTEXT] = RequestContext(request_id=_new_request_id())
     try:
         return await handler(request)
     except S3Error as err:
         if err.status >= 500:
-            log.error("request %s failed: %s", request[REQUEST_ID], err.code)
+            log.error("request %s failed: %s", request_id_of(request), err.code)
         return render_error(request, err)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -61,17 +60,17 @@ async def error_middleware(request: web.Request, handler):
                                else "InvalidRequest")
         return render_error(request, S3Error(code, status=exc.status))
     except StorageError:
-        log.exception("request %s: unmapped storage error", request[REQUEST_ID])
+        log.exception("request %s: unmapped storage error", request_id_of(request))
         return render_error(request, S3Error("InternalError"))
     except (ConnectionResetError, ConnectionError):
         raise
     except Exception:  # noqa: BLE001 - the one place where anything unexpected is caught
-        log.exception("request %s: internal error", request[REQUEST_ID])
+        log.exception("request %s: internal error", request_id_of(request))
         return render_error(request, S3Error("InternalError"))
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    request_id = request.get(REQUEST_ID) or _new_request_id()
+    request_id = request_id_of(request) or _new_request_id()
     response.headers["x-amz-request-id"] = request_id
     response.headers["x-amz-id-2"] = base64.b64encode(request_id.encode()).decode()
     response.headers["Server"] = "Coffer"

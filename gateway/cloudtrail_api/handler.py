@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.principal_info import Principal, PrincipalError, principal_for
 from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, read_signed_body,
                                    target_operation)
 from gateway.s3.errors import S3Error
@@ -47,16 +48,18 @@ def _time(value: Any, name: str) -> float | None:
     raise ValueError(name)
 
 
-def _allowed(identity, cred, request: web.Request) -> bool:
-    if cred.user_name is None:
+def _allowed(principal: Principal) -> bool:
+    if principal.user_name is None:
         return True
     from kms.iam.evaluate import AuthzRequest, evaluate
     req = AuthzRequest(
-        principal_arn=cred.principal_arn, action="cloudtrail:LookupEvents", resource="*",
-        principal_account=cred.account_id, user_name=cred.user_name, user_id=None,
-        context={"aws:SourceIp": request.remote or "", "aws:SecureTransport": request.secure})
-    return evaluate(req, identity.identity_policies(cred.principal_arn), None,
-                    resource_account=cred.account_id).allowed
+        principal_arn=principal.arn, action="cloudtrail:LookupEvents", resource="*",
+        principal_account=principal.account_id, user_name=principal.user_name,
+        user_id=principal.user_id,
+        context={"aws:SourceIp": principal.source_ip,
+                 "aws:SecureTransport": principal.secure_transport})
+    return evaluate(req, list(principal.identity_policies), None,
+                    resource_account=principal.account_id).allowed
 
 
 async def handle_cloudtrail(request: web.Request, audit_dir: Path, lookup, region: str,
@@ -79,7 +82,13 @@ async def handle_cloudtrail(request: web.Request, audit_dir: Path, lookup, regio
         return _error("SerializationException", "Malformed JSON body")
     if not isinstance(params, dict):
         return _error("SerializationException", "Malformed JSON body")
-    if identity is not None and not _allowed(identity, cred, request):
+    try:
+        principal = principal_for(request, ctx, identity)
+    except PrincipalError as exc:     # fail closed: never evaluate without aws:userid
+        if exc.denied:
+            return _error("AccessDeniedException", "The principal no longer exists", 400)
+        return _error("InternalFailure", "An internal error occurred", 500)
+    if not _allowed(principal):
         return _error("AccessDeniedException", f"User: {cred.principal_arn} is not authorized "
                       "to perform: cloudtrail:LookupEvents", 400)
     attrs = params.get("LookupAttributes") or []

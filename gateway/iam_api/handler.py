@@ -14,11 +14,12 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from gateway.context import context_of, request_id_of
 from gateway.json_protocol import read_signed_body
-from gateway.auth.types import Credential
 from gateway.iam_api.operations import OPERATIONS, IAMCall
 from gateway.iam_api.xml import IAM_NS, STS_NS, render_error, render_result
 from gateway.identity import IdentityStore
+from gateway.principal_info import Principal, PrincipalError, principal_for
 from gateway.s3.errors import S3Error
 from kms.iam import errors as ie
 from kms.iam.evaluate import AuthzRequest, evaluate
@@ -28,7 +29,6 @@ __all__ = ["handle_iam", "MAX_BODY", "authorize"]
 log = logging.getLogger("coffer.iam_api")
 
 MAX_BODY = 1024 * 1024
-_REQUEST_ID = "coffer_request_id"
 
 # S3-style authentication failures, as the Query protocol names them.
 _AUTH_ERRORS = {
@@ -48,27 +48,23 @@ def _respond(body: bytes, status: int = 200) -> web.Response:
     return web.Response(status=status, body=body, content_type="text/xml")
 
 
-def authorize(identity: IdentityStore, cred: Credential, action: str, resource: str,
-              request: web.Request, extra: dict | None = None) -> None:
-    """Raise AccessDenied unless ``cred`` may call ``iam:<action>`` on ``resource``."""
-    is_root = cred.user_name is None
-    if is_root:
-        return
-    user_id = None
-    try:
-        user_id = identity.get_user(cred.account_id, cred.user_name).user_id
-    except ie.IAMError:
-        pass
+def authorize(principal: Principal, action: str, resource: str, request: web.Request,
+              extra: dict | None = None) -> None:
+    """Raise AccessDenied unless ``principal`` may call ``iam:<action>`` on ``resource``."""
+    if principal.user_name is None:
+        return                          # an account root
     req = AuthzRequest(
-        principal_arn=cred.principal_arn, action=f"iam:{action}", resource=resource,
-        principal_account=cred.account_id, user_name=cred.user_name, user_id=user_id,
-        context={"aws:SourceIp": request.remote or "", "aws:SecureTransport": request.secure,
+        principal_arn=principal.arn, action=f"iam:{action}", resource=resource,
+        principal_account=principal.account_id, user_name=principal.user_name,
+        user_id=principal.user_id,
+        context={"aws:SourceIp": principal.source_ip,
+                 "aws:SecureTransport": principal.secure_transport,
                  "aws:RequestedRegion": "us-east-1", **(extra or {})})
-    decision = evaluate(req, identity.identity_policies(cred.principal_arn), None,
-                        resource_account=cred.account_id)
+    decision = evaluate(req, list(principal.identity_policies), None,
+                        resource_account=principal.account_id)
     if not decision.allowed:
-        log.info("request %s: iam:%s denied for %s: %s", request.get(_REQUEST_ID, ""), action,
-                 cred.principal_arn, decision.explain())
+        log.info("request %s: iam:%s denied for %s: %s", request_id_of(request), action,
+                 principal.arn, decision.explain())
         raise ie.AccessDenied(decision.aws_message(req))
 
 
@@ -76,10 +72,10 @@ async def handle_iam(request: web.Request, identity: IdentityStore, lookup, regi
                      service: str = "iam", pool=None) -> web.StreamResponse:
     """Authenticate, authorize, dispatch and render one IAM or STS Query request."""
     ns = STS_NS if service == "sts" else IAM_NS
-    rid = request.get(_REQUEST_ID, "")
+    rid = request_id_of(request)
 
     note: dict = {}
-    request["coffer_audit"] = note     # read by gateway.audit_trail for the CloudTrail record
+    context_of(request).audit = note   # read by gateway.audit_trail for the CloudTrail record
 
     def error(code: str, message: str, status: int, sender: bool = True) -> web.Response:
         note["error"] = (code, message)
@@ -104,17 +100,18 @@ async def handle_iam(request: web.Request, identity: IdentityStore, lookup, regi
     action = params.get("Action", "")
     cred = ctx.credential
     note.update(action=action, params=params, credential=cred, service=service)
+    try:
+        principal = principal_for(request, ctx, identity)
+    except PrincipalError as exc:     # fail closed: never evaluate without aws:userid
+        if exc.denied:
+            return error("AccessDenied", "The principal no longer exists", 403)
+        return error("ServiceFailure", "An internal error occurred", 500, sender=False)
     if service == "sts":
         if action != "GetCallerIdentity":
             return error("InvalidAction", f"Could not find operation {action} for version "
                          f"{params.get('Version', '2011-06-15')}", 400)
-        user_id = cred.account_id
-        if cred.user_name:
-            try:
-                user_id = identity.get_user(cred.account_id, cred.user_name).user_id
-            except ie.IAMError:
-                pass
-        result = {"UserId": user_id, "Account": cred.account_id, "Arn": cred.principal_arn}
+        result = {"UserId": principal.user_id or cred.account_id, "Account": cred.account_id,
+                  "Arn": cred.principal_arn}
         return _respond(render_result(action, result, rid, ns))
     op = OPERATIONS.get(action)
     if op is None:
@@ -124,7 +121,7 @@ async def handle_iam(request: web.Request, identity: IdentityStore, lookup, regi
 
     def run():
         extra = {"iam:PolicyARN": params["PolicyArn"]} if "PolicyArn" in params else None
-        authorize(identity, cred, action, op.resource(call), request, extra)
+        authorize(principal, action, op.resource(call), request, extra)
         return op.run(call)
 
     try:

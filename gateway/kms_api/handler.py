@@ -19,12 +19,12 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from gateway import principal_info
+from gateway.context import request_id_of
 from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, read_signed_body,
                                    target_operation)
+from gateway.principal_info import PrincipalError, principal_for
 from gateway.s3.errors import S3Error
 from kms import errors as ke
-from kms.model import Caller
 from kms.service import KMS
 
 __all__ = ["handle_kms", "OPERATIONS", "MAX_BODY"]
@@ -135,13 +135,13 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
         return _error("SerializationException", "Malformed JSON body")
     if not isinstance(params, dict):
         return _error("SerializationException", "Malformed JSON body")
-    cred = ctx.credential
-    caller = Caller(principal_arn=cred.principal_arn, account_id=cred.account_id,
-                    source_ip=request.remote or "", secure_transport=request.secure,
-                    user_agent=request.headers.get("User-Agent", "")[:256],
-                    request_id=request.get("coffer_request_id", ""),
-                    access_key_id=cred.access_key_id,
-                    **principal_info.caller_fields(request, cred, ctx.region))
+    try:
+        principal = principal_for(request, ctx)
+    except PrincipalError as exc:     # fail closed: never a Caller missing an attribute
+        if exc.denied:
+            return _error("AccessDeniedException", "The principal no longer exists")
+        return _error("KMSInternalException", "An internal error occurred", 500)
+    caller = principal.caller(request_id=request_id_of(request), requested_region=ctx.region)
     fn = getattr(kms, method)
     dry_run = params.get("DryRun") is True
     if dry_run and op not in _DRY_RUN_SAFE:

@@ -7,15 +7,13 @@ import re
 from aiohttp import web
 
 from gateway.auth.payload import read_body
-from gateway.s3 import authz
-from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
+from gateway.s3.common import S3Call, storage_error, xml_response
 from gateway.regions import region_allowed
 from gateway.s3.errors import S3Error
-from gateway.s3.router import validate_bucket_name
 from gateway.s3.xml import iso8601, parse, render, text_of
 from storage import errors as se
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "parse_location_constraint"]
 
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _CANNED_ACLS = {"private", "public-read", "public-read-write", "authenticated-read",
@@ -23,12 +21,27 @@ _CANNED_ACLS = {"private", "public-read", "public-read-write", "authenticated-re
                 "log-delivery-write"}
 
 
+def parse_location_constraint(body: bytes) -> str | None:
+    """A CreateBucket body (possibly empty) -> its LocationConstraint, or None. Raises S3Error
+    only (MalformedXML, InvalidLocationConstraint)."""
+    if not body.strip():
+        return None
+    doc = parse(body)
+    if doc.tag != "CreateBucketConfiguration":
+        raise S3Error("MalformedXML")
+    constraint = text_of(doc, "LocationConstraint")
+    # AWS refuses an explicit us-east-1 constraint; the default region is implicit.
+    if constraint is not None and (constraint == "us-east-1"
+                                   or not _REGION_RE.match(constraint)):
+        raise S3Error("InvalidLocationConstraint", LocationConstraint=constraint[:64])
+    return constraint
+
+
 def _owner(call: S3Call) -> dict[str, str]:
     return {"ID": call.account, "DisplayName": call.account}
 
 
 async def list_buckets(call: S3Call) -> web.StreamResponse:
-    authz.authorize_account(call, "s3:ListAllMyBuckets", "arn:aws:s3:::*")
     buckets = await call.store.list_buckets()
     owned = [b for b in buckets if b.owner == call.account]
     body = render("ListAllMyBucketsResult", {
@@ -40,30 +53,21 @@ async def list_buckets(call: S3Call) -> web.StreamResponse:
 
 
 async def create_bucket(call: S3Call) -> web.StreamResponse:
-    validate_bucket_name(call.bucket)
-    authz.authorize_account(call, "s3:CreateBucket", authz.bucket_arn(call.bucket))
     acl = call.request.headers.get("x-amz-acl")
     if acl is not None and acl not in _CANNED_ACLS:
         raise S3Error("InvalidArgument", "Invalid canned ACL", ArgumentName="x-amz-acl")
     region = call.region or call.config.region       # the signed region (gateway.app)
     body = await read_body(call.request.content, call.request.headers, call.auth, 64 * 1024)
-    if body.strip():
-        doc = parse(body)
-        if doc.tag != "CreateBucketConfiguration":
-            raise S3Error("MalformedXML")
-        constraint = text_of(doc, "LocationConstraint")
-        if constraint is not None:
-            # AWS refuses an explicit us-east-1 constraint; the default region is implicit.
-            if constraint == "us-east-1" or not _REGION_RE.match(constraint):
-                raise S3Error("InvalidLocationConstraint", LocationConstraint=constraint)
-            if not region_allowed(call.config, constraint):
-                raise S3Error("InvalidLocationConstraint", LocationConstraint=constraint)
-            # A regional endpoint creates buckets only in its own region (us-east-1 takes any).
-            if region not in (constraint, "us-east-1"):
-                raise S3Error("IllegalLocationConstraintException",
-                              f"The {constraint} location constraint is incompatible for the "
-                              "region specific endpoint this request was sent to.")
-            region = constraint
+    constraint = parse_location_constraint(body)
+    if constraint is not None:
+        if not region_allowed(call.config, constraint):
+            raise S3Error("InvalidLocationConstraint", LocationConstraint=constraint)
+        # A regional endpoint creates buckets only in its own region (us-east-1 takes any).
+        if region not in (constraint, "us-east-1"):
+            raise S3Error("IllegalLocationConstraintException",
+                          f"The {constraint} location constraint is incompatible for the "
+                          "region specific endpoint this request was sent to.")
+        region = constraint
     try:
         await call.store.create_bucket(call.bucket, region=region, owner=call.account)
     except se.BucketExists as exc:
@@ -74,12 +78,10 @@ async def create_bucket(call: S3Call) -> web.StreamResponse:
 
 
 async def head_bucket(call: S3Call) -> web.StreamResponse:
-    info = await require_bucket(call)
-    return web.Response(status=200, headers={"x-amz-bucket-region": info.region})
+    return web.Response(status=200, headers={"x-amz-bucket-region": call.info.region})
 
 
 async def delete_bucket(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     try:
         await call.store.delete_bucket(call.bucket)
     except se.StorageError as exc:
@@ -88,7 +90,7 @@ async def delete_bucket(call: S3Call) -> web.StreamResponse:
 
 
 async def get_bucket_location(call: S3Call) -> web.StreamResponse:
-    info = await require_bucket(call)
+    info = call.info
     # us-east-1 is reported as an empty LocationConstraint, as AWS does.
     region = "" if info.region == "us-east-1" else info.region
     return xml_response(render("LocationConstraint", {"#text": region}))
@@ -96,12 +98,12 @@ async def get_bucket_location(call: S3Call) -> web.StreamResponse:
 
 async def get_acl(call: S3Call) -> web.StreamResponse:
     """The owner has FULL_CONTROL; Coffer has no ACLs beyond that (policies come later)."""
-    info = await require_bucket(call)
+    info = call.info
     if call.op.key is not None:
         try:
             await call.store.head_object(call.bucket, call.key)
         except se.NoSuchKey as exc:
-            raise await authz.missing_key_error(call, info, call.key) from exc
+            raise await call.authz.missing_key(call.key) from exc
         except se.StorageError as exc:
             raise storage_error(exc, call.bucket, call.key) from exc
     owner = {"ID": info.owner, "DisplayName": info.owner}
@@ -116,7 +118,6 @@ async def get_acl(call: S3Call) -> web.StreamResponse:
 
 
 async def put_acl(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     acl = call.request.headers.get("x-amz-acl", "private")
     if acl != "private":
         raise S3Error("NotImplemented", "Only the private canned ACL is supported")
@@ -125,7 +126,6 @@ async def put_acl(call: S3Call) -> web.StreamResponse:
 
 
 async def get_bucket_versioning(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     return xml_response(render("VersioningConfiguration", {}))
 
 

@@ -19,19 +19,18 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import principal_info
 from gateway.auth.payload import strip_aws_chunked
 from gateway.auth.types import AuthContext
 from gateway.config import Config
+from gateway.principal_info import Principal
 from gateway.s3.errors import S3Error
-from gateway.s3.router import S3Request
+from gateway.s3.operations import S3Operation
 from gateway.s3.xml import http_date
-from kms.model import Caller
 from storage import errors as se
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
 
 __all__ = ["S3Call", "storage_error", "meta_from_headers", "object_headers", "quote_etag",
-           "parse_etag", "xml_response", "require_bucket", "USER_META_LIMIT"]
+           "parse_etag", "xml_response", "USER_META_LIMIT"]
 
 USER_META_LIMIT = 2048          # bytes of x-amz-meta-* names + values (S3 user-defined metadata)
 _CONTENT_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding",
@@ -41,33 +40,27 @@ _STORAGE_CLASSES = {"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA
                     "EXPRESS_ONEZONE", "SNOW"}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class S3Call:
-    """One authenticated S3 request on its way through a handler."""
+    """One authorized S3 request on its way through a handler (built by gateway.s3.dispatch
+    after the stage allowed every permission of ``op``)."""
 
     request: web.Request
-    op: S3Request
+    op: S3Operation
     auth: AuthContext
+    principal: Principal
     store: ObjectStore
     config: Config
-    envelope: Any = None         # gateway.sse.envelope.Envelope, for the call's region
-    region: str = ""             # the bucket's region (else the signed one): gateway.app
-    bucket_info: BucketInfo | None = None   # read once by the dispatcher, when it exists
+    envelope: Any                # gateway.sse.envelope.Envelope, for the call's region
+    region: str                  # the bucket's region (else the signed one)
+    bucket_info: BucketInfo | None   # read once by the dispatcher, when it exists
+    authz: Any                   # gateway.s3.dispatch.Stage: decide / missing_key / caller
 
-    def caller(self) -> Caller:
-        """The KMS Caller for this request: S3 calls KMS on the user's behalf. An anonymous
-        request names no principal (the KMS lets it use nothing of its own; SSE-S3 goes
-        through the S3 service's caller)."""
-        cred = self.auth.credential
-        common = dict(source_ip=self.request.remote or "", secure_transport=self.request.secure,
-                      via_service=f"s3.{self.region or self.config.region}.amazonaws.com",
-                      user_agent=self.request.headers.get("User-Agent", "")[:256],
-                      request_id=self.request.get("coffer_request_id", ""))
-        if cred is None:
-            return Caller(principal_arn="", account_id="", **common)
-        return Caller(principal_arn=cred.principal_arn, account_id=cred.account_id,
-                      access_key_id=cred.access_key_id, **common,
-                      **principal_info.caller_fields(self.request, cred, self.auth.region))
+    @property
+    def info(self) -> BucketInfo:
+        """The request's bucket; the stage answered NoSuchBucket already if it is missing."""
+        assert self.bucket_info is not None and self.bucket_info.name == self.op.bucket
+        return self.bucket_info
 
     @property
     def bucket(self) -> str:
@@ -81,8 +74,8 @@ class S3Call:
 
     @property
     def account(self) -> str:
-        assert self.auth.credential is not None
-        return self.auth.credential.account_id
+        assert not self.principal.anonymous
+        return self.principal.account_id
 
 
 def storage_error(exc: se.StorageError, bucket: str | None = None,
@@ -156,23 +149,6 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
     if meta.get("storage_class", "STANDARD") != "STANDARD":
         out["x-amz-storage-class"] = meta["storage_class"]
     return out
-
-
-async def require_bucket(call: S3Call, *, authorize: bool = True) -> BucketInfo:
-    """The bucket of the call, which must exist (NoSuchBucket) and whose operation the caller
-    must be allowed (``gateway.s3.authz``: identity policies + bucket policy; AccessDenied)."""
-    info = call.bucket_info
-    if info is None or info.name != call.bucket:
-        try:
-            info = await call.store.head_bucket(call.bucket)
-        except se.StorageError as exc:
-            raise storage_error(exc, call.bucket) from exc
-    if authorize:
-        from gateway.s3 import authz    # late: authz names S3Call
-        await authz.authorize_operation(call, info)
-    return info
-
-
 
 
 def xml_response(body: bytes, status: int = 200,

@@ -10,19 +10,15 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import AsyncIterator
-from urllib.parse import unquote
 
 from aiohttp import web
 
-from gateway.s3 import authz
-from gateway.s3.common import (S3Call, meta_from_headers, quote_etag, require_bucket,
-                               storage_error, xml_response)
+from gateway.s3.common import S3Call, meta_from_headers, quote_etag, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.object_get import check_preconditions
 from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.object_put import check_write_preconditions, sealed_stream, sse_etag, \
     write_and_commit
-from gateway.s3.router import MAX_KEY_BYTES
 from gateway.s3.xml import iso8601, render
 from gateway.sse.envelope import decrypt_stream
 from gateway.sse.envelope import response_headers as sse_response_headers
@@ -30,45 +26,21 @@ from gateway.sse.headers import H, parse_customer_key
 from storage import errors as se
 from storage.base import ObjectReader
 
-__all__ = ["HANDLERS", "parse_copy_source", "open_copy_source", "copy_source_range",
+__all__ = ["HANDLERS", "open_copy_source", "copy_source_range",
            "source_plaintext", "md5_stream"]
 
 _COPY_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d+)$")
 _CHUNK = 1 << 20
 
 
-def parse_copy_source(value: str | None) -> tuple[str, str]:
-    """``x-amz-copy-source``: ``[/]bucket/key[?versionId=...]``, URL-encoded."""
-    if not value:
-        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: "
-                      "sourcebucket/sourcekey", ArgumentName="x-amz-copy-source")
-    path, _, query = value.partition("?")
-    if query and not query.startswith("versionId="):
-        raise S3Error("InvalidArgument", "Unsupported copy source parameter.",
-                      ArgumentName="x-amz-copy-source")
-    if query and query not in ("versionId=null", "versionId="):
-        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
-    decoded = unquote(path).lstrip("/")
-    bucket, sep, key = decoded.partition("/")
-    if not bucket or not sep or not key:
-        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: "
-                      "sourcebucket/sourcekey", ArgumentName="x-amz-copy-source")
-    if len(key.encode()) > MAX_KEY_BYTES:
-        raise S3Error("KeyTooLongError")
-    return bucket, key
-
-
 async def open_copy_source(call: S3Call) -> tuple[ObjectReader, tuple[str, str]]:
-    bucket, key = parse_copy_source(call.request.headers.get("x-amz-copy-source"))
-    try:
-        src_bucket = await call.store.head_bucket(bucket)
-    except se.StorageError as exc:
-        raise storage_error(exc, bucket) from exc
-    await authz.authorize(call, "s3:GetObject", src_bucket, key)
+    """The source named by x-amz-copy-source (the stage allowed s3:GetObject on it)."""
+    assert call.op.copy_source is not None
+    bucket, key = call.op.copy_source
     try:
         reader = await call.store.open_object(bucket, key)
     except se.NoSuchKey as exc:
-        raise await authz.missing_key_error(call, src_bucket, key) from exc
+        raise await call.authz.missing_key(key, bucket) from exc
     except se.StorageError as exc:
         raise storage_error(exc, bucket, key) from exc
     try:
@@ -107,12 +79,12 @@ async def source_plaintext(call: S3Call, reader: ObjectReader, source: tuple[str
     envelope = call.envelope
     try:
         src_region = (await call.store.head_bucket(source[0])).region
-    except se.StorageError:
-        src_region = call.region
+    except se.StorageError as exc:
+        raise storage_error(exc, source[0]) from exc
     if src_region and src_region != envelope.region:
         envelope = envelope.in_region(src_region)
-    data_key = await envelope.open_data_key(call.caller(), record, source[0],
-                                            source[1], customer)
+    data_key = await envelope.open_data_key(call.authz.caller(record["mode"]), record,
+                                            source[0], source[1], customer)
     return decrypt_stream(reader, reader.info, data_key, source[0], source[1], start, end,
                           _CHUNK)
 
@@ -128,7 +100,6 @@ def _asks_for_encryption(headers) -> bool:
 
 
 async def copy_object(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     headers = call.request.headers
     directive = headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):

@@ -15,14 +15,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth.payload import read_body
-from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
+from gateway.s3.common import S3Call, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import parse, render, text_of
 from gateway.sse.envelope import WriteSettings
 from gateway.sse.headers import SSE_C, SSE_KMS, parse_sse_headers
 from storage import errors as se
 
-__all__ = ["HANDLERS", "bucket_default_encryption", "resolve_write_settings"]
+__all__ = ["HANDLERS", "bucket_default_encryption", "resolve_write_settings",
+           "parse_encryption_config"]
 
 _KIND = "encryption"
 
@@ -57,9 +58,9 @@ async def resolve_write_settings(call: S3Call, bucket: str) -> WriteSettings | N
                          bucket_key=bool(bucket_key) and default["algorithm"] == SSE_KMS)
 
 
-async def put_bucket_encryption(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
-    body = await read_body(call.request.content, call.request.headers, call.auth, 64 * 1024)
+def parse_encryption_config(body: bytes) -> dict[str, Any]:
+    """A PutBucketEncryption body -> the stored config document (module docstring). Raises
+    S3Error only (MalformedXML, InvalidArgument)."""
     doc = parse(body)
     if doc.tag != "ServerSideEncryptionConfiguration":
         raise S3Error("MalformedXML")
@@ -80,7 +81,12 @@ async def put_bucket_encryption(call: S3Call) -> web.StreamResponse:
                       "sse algorithm is not aws:kms or aws:kms:dsse",
                       ArgumentName="ApplyServerSideEncryptionByDefault")
     bucket_key = (text_of(rule, "BucketKeyEnabled") or "false").strip().lower() == "true"
-    config = {"v": 1, "algorithm": algorithm, "key_id": key_id, "bucket_key": bucket_key}
+    return {"v": 1, "algorithm": algorithm, "key_id": key_id, "bucket_key": bucket_key}
+
+
+async def put_bucket_encryption(call: S3Call) -> web.StreamResponse:
+    body = await read_body(call.request.content, call.request.headers, call.auth, 64 * 1024)
+    config = parse_encryption_config(body)
     try:
         await call.store.put_bucket_config(call.bucket, _KIND, config)
     except se.StorageError as exc:
@@ -89,7 +95,6 @@ async def put_bucket_encryption(call: S3Call) -> web.StreamResponse:
 
 
 async def get_bucket_encryption(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     config = await bucket_default_encryption(call, call.bucket)
     if config is None:
         raise S3Error("ServerSideEncryptionConfigurationNotFoundError", BucketName=call.bucket)
@@ -104,7 +109,6 @@ async def get_bucket_encryption(call: S3Call) -> web.StreamResponse:
 
 
 async def delete_bucket_encryption(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     try:
         await call.store.put_bucket_config(call.bucket, _KIND, None)
     except se.StorageError as exc:

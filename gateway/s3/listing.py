@@ -13,31 +13,22 @@ from urllib.parse import quote_plus
 
 from aiohttp import web
 
-from gateway.s3.common import S3Call, quote_etag, require_bucket, storage_error, xml_response
+from gateway.s3.common import S3Call, quote_etag, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import iso8601, render
 from gateway.sse.record import checksum_algorithms
 from storage import errors as se
 from storage.base import ListResult
 
-__all__ = ["HANDLERS", "max_keys_arg"]
+__all__ = ["HANDLERS", "page_size"]
 
 _TOKEN_PREFIX = b"coffer1:"
 
 
-def max_keys_arg(query: dict[str, str], name: str = "max-keys", cap: int = 1000) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return cap
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise S3Error("InvalidArgument", "Provided max-keys not an integer or within integer "
-                      "range", ArgumentName=name, ArgumentValue=raw) from exc
-    if value < 0:
-        raise S3Error("InvalidArgument", "Argument maxKeys must be an integer between 0 and "
-                      "2147483647", ArgumentName=name, ArgumentValue=raw)
-    return min(value, cap)
+def page_size(requested: int | None, cap: int = 1000) -> int:
+    """The page a max-keys style value asks for (parsed once, by
+    ``gateway.s3.operations.parse_max_keys``, for the s3:max-keys condition key and here)."""
+    return cap if requested is None else min(requested, cap)
 
 
 def _encoder(query: dict[str, str]):
@@ -72,7 +63,7 @@ def _decode_token(token: str) -> str:
 
 async def _list(call: S3Call, start_after: str, max_keys: int) -> tuple[ListResult, dict]:
     """The page, and the owner to report (the bucket owner: objects belong to it)."""
-    info = await require_bucket(call)
+    info = call.info
     q = call.op.query
     try:
         result = await call.store.list_objects(call.bucket, prefix=q.get("prefix", ""),
@@ -100,7 +91,7 @@ def _contents(result: ListResult, enc, owner: dict | None) -> list[dict]:
 async def list_objects_v2(call: S3Call) -> web.StreamResponse:
     q = call.op.query
     enc_name, enc = _encoder(q)
-    max_keys = max_keys_arg(q)
+    max_keys = page_size(call.op.max_keys)
     token = q.get("continuation-token")
     start_after = q.get("start-after", "")
     marker = _decode_token(token) if token is not None else start_after
@@ -112,7 +103,7 @@ async def list_objects_v2(call: S3Call) -> web.StreamResponse:
         "Name": call.bucket,
         "Prefix": enc(q.get("prefix", "")),
         "Delimiter": enc(q["delimiter"]) if q.get("delimiter") else None,
-        "MaxKeys": str(max_keys_arg(q)),
+        "MaxKeys": str(max_keys),
         "EncodingType": enc_name,
         "KeyCount": str(len(result.objects) + len(result.common_prefixes)),
         "IsTruncated": result.is_truncated,
@@ -129,7 +120,7 @@ async def list_objects_v2(call: S3Call) -> web.StreamResponse:
 async def list_objects(call: S3Call) -> web.StreamResponse:
     q = call.op.query
     enc_name, enc = _encoder(q)
-    max_keys = max_keys_arg(q)
+    max_keys = page_size(call.op.max_keys)
     marker = q.get("marker", "")
     result, owner = await _list(call, marker, max_keys)
     body = {

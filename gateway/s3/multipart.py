@@ -16,11 +16,12 @@ from aiohttp import web
 from gateway.auth.checksums import make_checksum
 from gateway.auth.payload import PayloadReader, read_body
 from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
-                               require_bucket, storage_error, xml_response)
+                               storage_error, xml_response)
 from gateway.s3.copy import copy_source_range, md5_stream, open_copy_source, source_plaintext
 from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.errors import S3Error
-from gateway.s3.listing import max_keys_arg
+from gateway.s3.listing import page_size
+from gateway.s3.operations import parse_max_keys
 from gateway.s3.object_put import (checksum_headers, composite_md5, etag_is_md5, sealed_stream,
                                    sse_etag, write_and_commit)
 from gateway.s3.xml import children, iso8601, parse, render, text_of
@@ -31,7 +32,7 @@ from gateway.sse.record import SEALED_FIELD
 from storage import errors as se
 from storage.base import PartInfo, UploadInfo
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "parse_complete_request"]
 
 _MAX_PART_NUMBER = 10_000
 _CHECKSUM_ALGORITHMS = {"CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"}
@@ -52,15 +53,16 @@ async def _upload(call: S3Call) -> UploadInfo:
     upload_id = call.op.query.get("uploadId", "")
     try:
         upload = await call.store.get_multipart_upload(call.bucket, upload_id)
-    except se.StorageError as exc:
+    except se.NoSuchUpload as exc:
         raise S3Error("NoSuchUpload", UploadId=upload_id) from exc
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
     if upload.key != call.key:
         raise S3Error("NoSuchUpload", UploadId=upload_id)
     return upload
 
 
 async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     meta = meta_from_headers(call.request.headers)
     algorithm = call.request.headers.get("x-amz-checksum-algorithm")
     if algorithm is not None:
@@ -74,8 +76,8 @@ async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
     if settings is not None:
         # The upload's data key is fixed now; each part unwraps it again (S3 needs
         # kms:Decrypt for parts and for completion). Only the wrapped key is kept.
-        data_key = await call.envelope.new_data_key(call.caller(), settings, call.bucket,
-                                                    call.key)
+        data_key = await call.envelope.new_data_key(call.authz.caller(settings.mode), settings,
+                                                    call.bucket, call.key)
         meta["sse"] = data_key.record
         del data_key
     try:
@@ -91,10 +93,9 @@ async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
 
 
 async def upload_part(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     number = _part_number(call.op.query.get("partNumber"))
     upload = await _upload(call)
-    if "x-amz-copy-source" in call.request.headers:
+    if call.op.name == "UploadPartCopy":
         return await _upload_part_copy(call, upload, number)
     record = upload.meta.get("sse")
     payload = PayloadReader(call.request.content, call.request.headers, call.auth,
@@ -165,7 +166,9 @@ async def _upload_part_copy(call: S3Call, upload: UploadInfo, number: int) -> we
         record, parse_customer_key(call.request.headers)))
 
 
-def _requested_parts(doc) -> list[tuple[int, str]]:
+def parse_complete_request(body: bytes) -> list[tuple[int, str]]:
+    """A CompleteMultipartUpload body -> [(part number, ETag)]. Raises S3Error only."""
+    doc = parse(body)
     if doc.tag != "CompleteMultipartUpload":
         raise S3Error("MalformedXML")
     parts = []
@@ -185,10 +188,9 @@ def _requested_parts(doc) -> list[tuple[int, str]]:
 
 
 async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     upload = await _upload(call)
     body = await read_body(call.request.content, call.request.headers, call.auth, 4 * 1024 * 1024)
-    requested = _requested_parts(parse(body))
+    requested = parse_complete_request(body)
     numbers = [n for n, _ in requested]
     if any(b <= a for a, b in zip(numbers, numbers[1:])):
         raise S3Error("InvalidPartOrder", UploadId=upload.upload_id)
@@ -215,7 +217,8 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
         # S3 requires kms:Decrypt on the key to complete an SSE-KMS upload, and the SSE-C
         # key when the upload was created with a checksum algorithm (CompleteMultipartUpload,
         # x-amz-server-side-encryption-customer-algorithm): the part checksums are sealed.
-        data_key = await call.envelope.open_data_key(call.caller(), record, call.bucket,
+        data_key = await call.envelope.open_data_key(call.authz.caller(record["mode"]),
+                                                     record, call.bucket,
                                                      call.key, customer)
     sums = {p.part_number: part_checksums(p.meta, data_key, call.bucket, call.key,
                                           p.part_number) for p in chosen} if algorithm else {}
@@ -249,7 +252,6 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
 
 
 async def abort_multipart_upload(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     upload = await _upload(call)
     try:
         await call.store.abort_multipart_upload(call.bucket, upload.upload_id)
@@ -259,10 +261,10 @@ async def abort_multipart_upload(call: S3Call) -> web.StreamResponse:
 
 
 async def list_parts(call: S3Call) -> web.StreamResponse:
-    info = await require_bucket(call)
+    info = call.info
     upload = await _upload(call)
     q = call.op.query
-    max_parts = max_keys_arg(q, "max-parts")
+    max_parts = page_size(parse_max_keys(q.get("max-parts"), "max-parts"))
     try:
         marker = int(q.get("part-number-marker") or 0)
     except ValueError as exc:
@@ -279,7 +281,7 @@ async def list_parts(call: S3Call) -> web.StreamResponse:
         # Sealed part checksums need the caller's kms:Decrypt (or the SSE-C key), as AWS
         # ListParts needs them for an upload created with a checksum algorithm.
         data_key = await call.envelope.open_data_key(
-            call.caller(), record, call.bucket, call.key,
+            call.authz.caller(record["mode"]), record, call.bucket, call.key,
             parse_customer_key(call.request.headers))
     items = []
     for p in page:
@@ -302,9 +304,9 @@ async def list_parts(call: S3Call) -> web.StreamResponse:
 
 
 async def list_multipart_uploads(call: S3Call) -> web.StreamResponse:
-    info = await require_bucket(call)
+    info = call.info
     q = call.op.query
-    max_uploads = max_keys_arg(q, "max-uploads")
+    max_uploads = page_size(call.op.max_keys)
     try:
         result = await call.store.list_multipart_uploads(
             call.bucket, prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
@@ -334,6 +336,7 @@ async def list_multipart_uploads(call: S3Call) -> web.StreamResponse:
 HANDLERS = {
     "CreateMultipartUpload": create_multipart_upload,
     "UploadPart": upload_part,
+    "UploadPartCopy": upload_part,
     "CompleteMultipartUpload": complete_multipart_upload,
     "AbortMultipartUpload": abort_multipart_upload,
     "ListParts": list_parts,

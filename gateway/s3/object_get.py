@@ -1,5 +1,10 @@
 """GetObject and HeadObject: conditional requests, ranges, ``response-*`` overrides.
 
+``response-*`` overrides are honoured on signed requests only: an anonymous request carrying
+one is InvalidRequest [S3 API, GetObject, "Overriding response header values through the
+request": "you must sign the request ... These parameters cannot be used with an unsigned
+(anonymous) request"].
+
 Preconditions follow RFC 9110 section 13.2.2 as S3 applies them: If-Match, then
 If-Unmodified-Since (ignored when If-Match is present), then If-None-Match, then
 If-Modified-Since (ignored when If-None-Match is present). A failed If-None-Match /
@@ -14,12 +19,11 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from gateway.s3 import authz
-from gateway.s3.common import (S3Call, object_headers, parse_etag, require_bucket,
-                               storage_error)
+from gateway.context import request_id_of
+from gateway.s3.common import S3Call, object_headers, parse_etag, storage_error
 from gateway.sse.envelope import decrypt_stream, needs_key_for_checksums, readable_checksums
 from gateway.sse.envelope import response_headers as sse_response_headers
-from gateway.sse.headers import SSE_C, parse_customer_key, refuse_sse_on_read
+from gateway.sse.headers import SSE_C, SSE_KMS, parse_customer_key, refuse_sse_on_read
 from gateway.sse.stream import SSEError
 from gateway.s3.errors import S3Error
 from gateway.s3.object_put import checksum_headers
@@ -136,6 +140,12 @@ def _part_range(call: S3Call, info: ObjectInfo) -> tuple[int, int] | None:
     return start, start + sizes[number - 1]
 
 
+def _refuse_anonymous_overrides(call: S3Call) -> None:
+    if call.principal.anonymous and any(p in call.op.query for p in _OVERRIDES):
+        raise S3Error("InvalidRequest", "Request specific response headers cannot be used for "
+                      "anonymous GET requests.")
+
+
 def _response_headers(call: S3Call, info: ObjectInfo) -> dict[str, str]:
     headers = object_headers(info)
     for param, header in _OVERRIDES.items():
@@ -145,14 +155,14 @@ def _response_headers(call: S3Call, info: ObjectInfo) -> dict[str, str]:
 
 
 async def get_object(call: S3Call) -> web.StreamResponse:
-    bucket_info = await require_bucket(call)
     refuse_sse_on_read(call.request.headers)
+    _refuse_anonymous_overrides(call)
     head = call.request.method == "HEAD"
     try:
         reader = await call.store.open_object(call.bucket, call.key)
     except se.NoSuchKey as exc:
         # S3 reveals a missing key only to callers allowed s3:ListBucket.
-        raise await authz.missing_key_error(call, bucket_info, call.key) from exc
+        raise await call.authz.missing_key(call.key) from exc
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     try:
@@ -186,12 +196,15 @@ async def get_object(call: S3Call) -> web.StreamResponse:
         data_key = None
         if record is not None and (not head or record["mode"] == SSE_C or (
                 want_checksums and needs_key_for_checksums(info.meta))):
-            data_key = await call.envelope.open_data_key(call.caller(), record, call.bucket,
-                                                         call.key, customer)
+            data_key = await call.envelope.open_data_key(call.authz.caller(record["mode"]),
+                                                         record, call.bucket, call.key,
+                                                         customer)
         if want_checksums:
             headers.update(checksum_headers(readable_checksums(info.meta, data_key,
                                                                call.bucket, call.key)))
         if head:
+            if record is not None and record["mode"] == SSE_KMS:
+                call.authz.check_key_use(SSE_KMS)   # HEAD needs no key, but SigV4 all the same
             resp = web.StreamResponse(status=status, headers=headers)
             await resp.prepare(call.request)
             return resp
@@ -202,7 +215,7 @@ async def get_object(call: S3Call) -> web.StreamResponse:
             first = await anext(body, None)
         except SSEError as exc:
             log.error("request %s: stored object %s/%s failed authentication",
-                      call.request.get("coffer_request_id"), call.bucket, call.key)
+                      request_id_of(call.request), call.bucket, call.key)
             raise S3Error("InternalError", "The stored object failed its integrity "
                           "check.") from exc
         resp = web.StreamResponse(status=status, headers=headers)
@@ -216,7 +229,7 @@ async def get_object(call: S3Call) -> web.StreamResponse:
             # Authentication failed mid-body: abort the connection so the client sees a
             # truncated body, never a complete-looking wrong one (DESIGN.md, coffer-sse/1).
             log.error("request %s: %s/%s failed authentication mid-stream",
-                      call.request.get("coffer_request_id"), call.bucket, call.key)
+                      request_id_of(call.request), call.bucket, call.key)
             if call.request.transport is not None:
                 call.request.transport.close()
             return resp

@@ -15,9 +15,8 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 
 from gateway.auth.payload import PayloadReader, read_body
-from gateway.s3 import authz
 from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
-                               require_bucket, storage_error, xml_response)
+                               storage_error, xml_response)
 from gateway.s3.errors import S3Error
 from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.xml import children, parse, render, text_of
@@ -28,7 +27,7 @@ from storage import errors as se
 from storage.base import ObjectInfo, ObjectWriter, PartInfo
 
 __all__ = ["HANDLERS", "write_and_commit", "checksum_headers", "check_write_preconditions",
-           "sealed_stream", "sse_etag", "etag_is_md5"]
+           "sealed_stream", "sse_etag", "etag_is_md5", "parse_delete_request"]
 
 _MAX_DELETE_KEYS = 1000
 
@@ -93,11 +92,12 @@ async def sealed_stream(call: S3Call, settings: WriteSettings | None,
     multipart upload's record say. The data key lives only as long as this request."""
     if upload_record is not None:
         customer = parse_customer_key(call.request.headers)
-        data_key = await call.envelope.open_data_key(call.caller(), upload_record,
+        data_key = await call.envelope.open_data_key(call.authz.caller(upload_record["mode"]),
+                                                     upload_record,
                                                      call.bucket, call.key, customer)
     elif settings is not None:
-        data_key = await call.envelope.new_data_key(call.caller(), settings, call.bucket,
-                                                    call.key)
+        data_key = await call.envelope.new_data_key(call.authz.caller(settings.mode), settings,
+                                                    call.bucket, call.key)
     else:
         return chunks, None
     sealer = call.envelope.sealer(data_key, call.bucket, call.key, part)
@@ -117,7 +117,6 @@ def sse_etag(record: dict[str, Any] | None, md5_hex: str) -> str:
 
 
 async def put_object(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     _require_length(call)
     meta = meta_from_headers(call.request.headers)
     settings = await resolve_write_settings(call, call.bucket)
@@ -155,7 +154,6 @@ async def put_object(call: S3Call) -> web.StreamResponse:
 
 
 async def delete_object(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     try:
         await call.store.delete_object(call.bucket, call.key)
     except se.StorageError as exc:
@@ -164,7 +162,6 @@ async def delete_object(call: S3Call) -> web.StreamResponse:
 
 
 async def delete_objects(call: S3Call) -> web.StreamResponse:
-    bucket_info = await require_bucket(call)      # s3:DeleteObject is checked per key
     headers = call.request.headers
     # S3 requires an integrity header here; botocore >= 1.36 sends a CRC32 instead of MD5.
     if "Content-MD5" not in headers and not any(
@@ -173,22 +170,14 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
         raise S3Error("InvalidRequest",
                       "Missing required header for this request: Content-MD5")
     body = await read_body(call.request.content, headers, call.auth, 2 * 1024 * 1024)
-    doc = parse(body)
-    if doc.tag != "Delete":
-        raise S3Error("MalformedXML")
-    quiet = (text_of(doc, "Quiet") or "false").strip().lower() == "true"
-    objects = children(doc, "Object")
-    if not objects or len(objects) > _MAX_DELETE_KEYS:
-        raise S3Error("MalformedXML")
+    quiet, keys = parse_delete_request(body)
     deleted, errors = [], []
-    for obj in objects:
-        key = text_of(obj, "Key")
-        if not key:
-            raise S3Error("MalformedXML")
+    for key in keys:
         if len(key.encode()) > 1024:
             errors.append({"Key": key, "Code": "KeyTooLongError", "Message": "Your key is too long"})
             continue
-        if not await authz.allowed(call, "s3:DeleteObject", bucket_info, key):
+        # S3 checks s3:DeleteObject per key (the stage decides, and notes it for the audit).
+        if not await call.authz.allowed("s3:DeleteObject", key):
             errors.append({"Key": key, "Code": "AccessDenied", "Message": "Access Denied"})
             continue
         try:
@@ -201,6 +190,24 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
             deleted.append({"Key": key})
     result = render("DeleteResult", {"Deleted": deleted or None, "Error": errors or None})
     return xml_response(result)
+
+
+def parse_delete_request(body: bytes) -> tuple[bool, list[str]]:
+    """A DeleteObjects body -> (Quiet, keys). Raises S3Error (MalformedXML) only."""
+    doc = parse(body)
+    if doc.tag != "Delete":
+        raise S3Error("MalformedXML")
+    quiet = (text_of(doc, "Quiet") or "false").strip().lower() == "true"
+    objects = children(doc, "Object")
+    if not objects or len(objects) > _MAX_DELETE_KEYS:
+        raise S3Error("MalformedXML")
+    keys = []
+    for obj in objects:
+        key = text_of(obj, "Key")
+        if not key:
+            raise S3Error("MalformedXML")
+        keys.append(key)
+    return quiet, keys
 
 
 def md5_b64(hex_digest: str) -> str:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.auth.payload import read_body
 from gateway.s3 import authz
-from gateway.s3.common import S3Call, require_bucket, storage_error, xml_response
+from gateway.s3.common import S3Call, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import render
 from gateway import principal_info
@@ -69,7 +69,6 @@ def is_public(policy: Policy) -> bool:
 
 
 async def put_bucket_policy(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     body = await read_body(call.request.content, call.request.headers, call.auth,
                            MAX_POLICY_BYTES + 1)
     if len(body) > MAX_POLICY_BYTES:
@@ -102,13 +101,11 @@ async def _stored(call: S3Call) -> str:
 
 
 async def get_bucket_policy(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     text = await _stored(call)
     return web.Response(body=text.encode(), status=200, content_type="application/json")
 
 
 async def delete_bucket_policy(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     try:
         await call.store.put_bucket_config(call.bucket, authz.POLICY_CONFIG, None)
     except se.StorageError as exc:
@@ -117,7 +114,6 @@ async def delete_bucket_policy(call: S3Call) -> web.StreamResponse:
 
 
 async def get_bucket_policy_status(call: S3Call) -> web.StreamResponse:
-    await require_bucket(call)
     text = await _stored(call)
     try:
         public = is_public(authz.parse_bucket_policy(text))

@@ -1,20 +1,21 @@
 """Request -> typed S3 operation.
 
-A request is parsed once into an ``S3Request``: bucket and key (path-style or virtual-host-style),
-the query as a dict, and the S3 operation name (AWS's, e.g. ``PutObject``) with the IAM action it
-needs. Handlers dispatch on the operation name only.
+A request is parsed once: bucket and key (path-style or virtual-host-style, the key URL-decoded;
+any UTF-8 is a key, newlines included), the query, and the S3 operation name (AWS's, e.g.
+``PutObject``; ``CopyObject`` / ``UploadPartCopy`` when ``x-amz-copy-source`` is sent). The name
+becomes a ``gateway.s3.operations.S3Operation`` carrying the IAM actions, resources and
+condition keys; ``gateway.s3.dispatch`` authorizes it and picks the handler by name.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import Mapping
 from urllib.parse import parse_qsl, unquote
 
 from gateway.s3.errors import S3Error
+from gateway.s3.operations import MAX_KEY_BYTES, S3Operation, make_operation
 
-__all__ = ["S3Request", "parse_request", "validate_bucket_name", "MAX_KEY_BYTES"]
-
-MAX_KEY_BYTES = 1024
+__all__ = ["parse_request", "operation_name", "validate_bucket_name", "MAX_KEY_BYTES"]
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
@@ -28,14 +29,6 @@ _BUCKET_SUBRESOURCES_NOT_IMPLEMENTED = {
 _OBJECT_SUBRESOURCES_NOT_IMPLEMENTED = {
     "tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes",
 }
-
-
-@dataclass(slots=True)
-class S3Request:
-    operation: str
-    bucket: str | None
-    key: str | None
-    query: dict[str, str] = field(default_factory=dict)
 
 
 def validate_bucket_name(name: str) -> None:
@@ -57,8 +50,11 @@ def _split_path(path: str, vhost_bucket: str | None) -> tuple[str | None, str | 
     return bucket, (key if sep and key else None)
 
 
-def parse_request(method: str, raw_path: str, vhost_bucket: str | None) -> S3Request:
-    """Turn method + raw path into the S3 operation it names."""
+def parse_request(method: str, raw_path: str, vhost_bucket: str | None,
+                  headers: Mapping[str, str]) -> S3Operation:
+    """Turn method + raw path (+ the headers that pick an operation) into the typed S3
+    operation. Raises S3Error only (InvalidURI, KeyTooLongError, MethodNotAllowed,
+    NotImplemented, InvalidArgument)."""
     path, _, raw_query = raw_path.partition("?")
     try:
         decoded = unquote(path, errors="strict")
@@ -68,11 +64,22 @@ def parse_request(method: str, raw_path: str, vhost_bucket: str | None) -> S3Req
     query = dict(parse_qsl(raw_query, keep_blank_values=True))
     if key is not None and len(key.encode()) > MAX_KEY_BYTES:
         raise S3Error("KeyTooLongError", Key=key[:64])
-    op = _operation(method, bucket, key, query)
-    return S3Request(operation=op, bucket=bucket, key=key, query=query)
+    name = operation_name(method, bucket, key, query, headers)
+    if name == "CreateBucket":
+        validate_bucket_name(bucket or "")
+    return make_operation(name, bucket, key, query, headers)
 
 
-def _operation(method: str, bucket: str | None, key: str | None, q: dict[str, str]) -> str:
+def operation_name(method: str, bucket: str | None, key: str | None, q: Mapping[str, str],
+                   headers: Mapping[str, str]) -> str:
+    """The S3 operation a request names (every result is a key of ``OPERATIONS``)."""
+    name = _operation(method, bucket, key, q)
+    if "x-amz-copy-source" in headers:
+        name = {"PutObject": "CopyObject", "UploadPart": "UploadPartCopy"}.get(name, name)
+    return name
+
+
+def _operation(method: str, bucket: str | None, key: str | None, q: Mapping[str, str]) -> str:
     if bucket is None:
         if method in ("GET", "HEAD"):
             return "ListBuckets"
@@ -82,7 +89,7 @@ def _operation(method: str, bucket: str | None, key: str | None, q: dict[str, st
     return _object_operation(method, q)
 
 
-def _bucket_operation(method: str, q: dict[str, str]) -> str:
+def _bucket_operation(method: str, q: Mapping[str, str]) -> str:
     if "encryption" in q and method in ("GET", "PUT", "DELETE"):
         return {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption",
                 "DELETE": "DeleteBucketEncryption"}[method]
@@ -119,7 +126,7 @@ def _bucket_operation(method: str, q: dict[str, str]) -> str:
     raise S3Error("MethodNotAllowed")
 
 
-def _object_operation(method: str, q: dict[str, str]) -> str:
+def _object_operation(method: str, q: Mapping[str, str]) -> str:
     if "acl" in q:
         if method == "GET":
             return "GetObjectAcl"
@@ -145,7 +152,7 @@ def _object_operation(method: str, q: dict[str, str]) -> str:
     raise S3Error("MethodNotAllowed")
 
 
-def _refuse_subresource(q: dict[str, str], names: set[str]) -> None:
+def _refuse_subresource(q: Mapping[str, str], names: set[str]) -> None:
     for name in q:
         if name in names:
             raise S3Error("NotImplemented",

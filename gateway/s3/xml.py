@@ -51,7 +51,8 @@ def parse(body: bytes) -> Element:
         raise S3Error("MalformedXML")
     try:
         root = SafeET.fromstring(body, forbid_dtd=True)
-    except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
+    except (SafeET.ParseError, DefusedXmlException, ValueError, LookupError) as exc:
+        # LookupError: an XML declaration naming an encoding Python does not know.
         raise S3Error("MalformedXML") from exc
     _strip_ns(root)
     return root
