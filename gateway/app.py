@@ -21,6 +21,7 @@ from gateway.auth.types import Credential
 from gateway.cloudtrail_api.handler import handle_cloudtrail
 from gateway.config import Config
 from gateway.credentials import load_or_create_root
+from gateway.errors import GatewayError, to_s3
 from gateway.iam_api.handler import handle_iam
 from gateway.identity import IdentityStore
 from gateway.key_usage import deletion_warning
@@ -102,7 +103,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise S3Error("NotImplemented", f"The {service} service is not available on this "
                       "endpoint yet")
     # One CloudTrail record per S3 request (data or management event), see gateway/audit_trail.
-    return await request.app[AUDIT].audited_s3(request, lambda note: _s3(request, note))
+    return await request.app[AUDIT].audited_s3(request, lambda note: _s3_face(request, note))
+
+
+async def _s3_face(request: web.Request, note: dict) -> web.StreamResponse:
+    """The S3 face reads neutral auth/payload errors as S3 codes here, where the audit record
+    of the request can still name them."""
+    try:
+        return await _s3(request, note)
+    except GatewayError as err:
+        raise to_s3(err) from None
 
 
 async def _s3(request: web.Request, note: dict) -> web.StreamResponse:
