@@ -35,7 +35,8 @@ from gateway.s3.errors import S3Error
 __all__ = ["Kind", "GatewayError", "AuthError", "RequestError", "S3_CODES", "JSON_TYPES",
            "QUERY_CODES", "JSON_CONTENT_TYPE", "face_of", "to_s3", "safe_text",
            "render_s3_xml", "render_json", "render_query_xml", "s3_response", "json_response",
-           "query_response", "json_error_response", "query_error_response"]
+           "query_response", "query_entry", "json_error_response", "query_error_response",
+           "MAX_MESSAGE", "MAX_FIELD"]
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_MESSAGE = 2048        # characters of a message on the wire
