@@ -21,6 +21,7 @@ from gateway.auth.types import Credential
 from gateway.cloudtrail_api.handler import handle_cloudtrail
 from gateway.config import Config
 from gateway.credentials import load_or_create_root
+from gateway.errors import GatewayError, to_s3
 from gateway.iam_api.handler import handle_iam
 from gateway.identity import IdentityStore
 from gateway.key_usage import deletion_warning
@@ -84,8 +85,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     # One CloudTrail record per S3 request (data or management event), see gateway/audit_trail.
     services = S3Services(store=request.app[STORE], config=cfg,
                           envelope=request.app[ENVELOPE], lookup=lookup)
-    return await request.app[AUDIT].audited_s3(
-        request, lambda note: handle_s3(request, note, services))
+
+    async def s3_face(note: dict) -> web.StreamResponse:
+        # The S3 face reads neutral auth/payload errors as S3 codes here, where the audit
+        # record of the request can still name them.
+        try:
+            return await handle_s3(request, note, services)
+        except GatewayError as err:
+            raise to_s3(err) from None
+
+    return await request.app[AUDIT].audited_s3(request, s3_face)
 
 
 async def _kms_scheduler(kms: KMS, interval: float) -> None:

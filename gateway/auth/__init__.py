@@ -9,7 +9,8 @@ Schemes (S3 API Reference, "Authenticating Requests"):
     none of these                            -> anonymous
 
 Payload verification (hashes, checksums, aws-chunked) happens later, while the body streams,
-in ``gateway.auth.payload``.
+in ``gateway.auth.payload``. Every failure is a neutral ``gateway.errors.AuthError``; the face
+that received the request renders it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Callable, Mapping
 
 from gateway.auth import sigv2, sigv4
 from gateway.auth.types import AuthContext, CredentialLookup
-from gateway.s3.errors import S3Error
+from gateway.errors import AuthError, Kind
 
 __all__ = ["authenticate", "peek_service"]
 
@@ -50,24 +51,31 @@ def authenticate(method: str, raw_path: str, headers: Mapping[str, str],
 
     ``raw_path`` is the path and query exactly as received (aiohttp ``request.raw_path``).
     ``vhost_bucket`` names the bucket of a virtual-host-style request (SigV2 signs it).
-    ``body_sha256`` is the hex SHA-256 of the body for non-S3 services that omit
-    x-amz-content-sha256 (the KMS / IAM faces read their small bodies first).
+    ``body_sha256`` is the hex SHA-256 of the whole body: non-S3 services sign it (the KMS,
+    IAM and CloudTrail faces read their small bodies first), header and presigned alike.
 
-    The credential-scope region is reported, not enforced. Raises ``S3Error`` with AWS's code:
-    AuthorizationHeaderMalformed, AuthorizationQueryParametersError, InvalidArgument,
-    InvalidRequest, NotImplemented, AccessDenied, InvalidAccessKeyId, RequestTimeTooSkewed,
-    SignatureDoesNotMatch.
+    The credential-scope region is reported, not enforced. Raises ``AuthError`` (see the kinds
+    of ``sigv4.authenticate_header`` / ``authenticate_query`` and ``sigv2``), and
+    INVALID_AUTH_ARGUMENT / MALFORMED_AUTHORIZATION for two schemes at once, an unknown scheme
+    or an Authorization header that is not UTF-8.
     """
     path, query = _split(raw_path)
     keys = _query_keys(query)
     auth = _authorization(headers)
     has_v4_query = "X-Amz-Algorithm" in keys
     has_v2_query = "AWSAccessKeyId" in keys and "Signature" in keys
+    if auth is not None and not _is_utf8(auth):
+        # Undecodable bytes (lone surrogates here) can match no signature: a 400, as AWS.
+        if auth.startswith(sigv4.ALGORITHM):
+            raise AuthError(Kind.MALFORMED_AUTHORIZATION, "The authorization header is "
+                            "malformed; it is not valid UTF-8.")
+        raise AuthError(Kind.INVALID_AUTH_ARGUMENT, "Unsupported Authorization Type",
+                        ArgumentName="Authorization", ArgumentValue=auth)
     if auth is not None and (has_v4_query or has_v2_query):
-        raise S3Error("InvalidArgument", "Only one auth mechanism allowed; only the "
-                      "X-Amz-Algorithm query parameter, Signature query string parameter or the "
-                      "Authorization header should be specified", ArgumentName="Authorization",
-                      ArgumentValue=auth)
+        raise AuthError(Kind.INVALID_AUTH_ARGUMENT, "Only one auth mechanism allowed; only the "
+                        "X-Amz-Algorithm query parameter, Signature query string parameter or "
+                        "the Authorization header should be specified",
+                        ArgumentName="Authorization", ArgumentValue=auth)
     now = clock()
     if auth is not None:
         if auth.startswith(sigv4.ALGORITHM):
@@ -76,14 +84,23 @@ def authenticate(method: str, raw_path: str, headers: Mapping[str, str],
         if auth.startswith("AWS "):
             return sigv2.authenticate_header(method, path, query, headers, lookup, now=now,
                                              region=server_region, vhost_bucket=vhost_bucket)
-        raise S3Error("InvalidArgument", "Unsupported Authorization Type",
-                      ArgumentName="Authorization", ArgumentValue=auth)
+        raise AuthError(Kind.INVALID_AUTH_ARGUMENT, "Unsupported Authorization Type",
+                        ArgumentName="Authorization", ArgumentValue=auth)
     if has_v4_query:
-        return sigv4.authenticate_query(method, path, query, headers, lookup, now=now)
+        return sigv4.authenticate_query(method, path, query, headers, lookup, now=now,
+                                        body_sha256=body_sha256)
     if has_v2_query:
         return sigv2.authenticate_query(method, path, query, headers, lookup, now=now,
                                         region=server_region, vhost_bucket=vhost_bucket)
     return AuthContext(credential=None, method="anonymous", service="s3", region=server_region)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def peek_service(raw_path: str, headers: Mapping[str, str]) -> str:

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 
 from gateway.auth.types import StreamSigning
-from gateway.s3.errors import S3Error
+from gateway.errors import Kind, RequestError
 
 __all__ = ["AwsChunkedDecoder", "MAX_CHUNK_SIZE"]
 
@@ -39,13 +39,14 @@ _STRAY_AFTER_END = 2                  # tolerated CR/LF bytes after the final bl
 _HEADER, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
-def _incomplete(detail: str) -> S3Error:
-    return S3Error("IncompleteBody", f"The request body is not valid aws-chunked encoding: "
-                   f"{detail}.")
+def _incomplete(detail: str) -> RequestError:
+    return RequestError(
+        Kind.INCOMPLETE_BODY, f"The request body is not valid aws-chunked encoding: "
+        f"{detail}.")
 
 
-def _bad_trailer(detail: str | None = None) -> S3Error:
-    return S3Error("MalformedTrailerError", None, **({"Detail": detail} if detail else {}))
+def _bad_trailer(detail: str | None = None) -> RequestError:
+    return RequestError(Kind.MALFORMED_TRAILER, None, **({"Detail": detail} if detail else {}))
 
 
 class AwsChunkedDecoder:
@@ -54,9 +55,9 @@ class AwsChunkedDecoder:
     ``feed(data)`` returns the payload bytes decoded so far (a list of ``bytes``);
     ``finish()`` returns the trailers (lower-case name -> value) once the body has ended.
     With ``signing`` set every chunk signature is verified when its data is complete, and
-    with ``expect_trailer_signature`` the trailer signature too. Raises ``S3Error``:
-    IncompleteBody (framing, early end), InvalidArgument (chunk over MAX_CHUNK_SIZE),
-    MalformedTrailerError, SignatureDoesNotMatch.
+    with ``expect_trailer_signature`` the trailer signature too. Raises ``RequestError``:
+    INCOMPLETE_BODY (framing, early end), INVALID_PAYLOAD_ARGUMENT (chunk over MAX_CHUNK_SIZE),
+    MALFORMED_TRAILER, CHUNK_SIGNATURE_MISMATCH.
     """
 
     def __init__(self, signing: StreamSigning | None, trailer_names: set[str],
@@ -140,9 +141,10 @@ class AwsChunkedDecoder:
             raise _incomplete("invalid chunk size")
         size = int(size_text, 16)
         if size > MAX_CHUNK_SIZE:
-            raise S3Error("InvalidArgument", f"Chunk size {size} exceeds the maximum "
-                          f"{MAX_CHUNK_SIZE}", ArgumentName="chunk-size",
-                          ArgumentValue=str(size))
+            raise RequestError(
+                Kind.INVALID_PAYLOAD_ARGUMENT, f"Chunk size {size} exceeds the maximum "
+                f"{MAX_CHUNK_SIZE}", ArgumentName="chunk-size",
+                ArgumentValue=str(size))
         if self._signing is not None:
             sig = ext[len(_SIG_EXT):] if ext.startswith(_SIG_EXT) else b""
             if not semi or len(sig) != 64 or any(c not in _HEX for c in sig):
@@ -164,7 +166,7 @@ class AwsChunkedDecoder:
                          _EMPTY_SHA256, self._hash.hexdigest()])
         expected = hmac.new(s.signing_key, sts.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected.encode(), self._chunk_sig.encode()):
-            raise S3Error("SignatureDoesNotMatch", StringToSign=sts,
+            raise RequestError(Kind.CHUNK_SIGNATURE_MISMATCH, StringToSign=sts,
                           SignatureProvided=self._chunk_sig)
         self._prev_sig = expected
         self._hash = None
@@ -208,7 +210,7 @@ class AwsChunkedDecoder:
                              digest])
             expected = hmac.new(s.signing_key, sts.encode(), hashlib.sha256).hexdigest()
             if not hmac.compare_digest(expected.encode(), provided.lower().encode()):
-                raise S3Error("SignatureDoesNotMatch", StringToSign=sts,
+                raise RequestError(Kind.CHUNK_SIGNATURE_MISMATCH, StringToSign=sts,
                               SignatureProvided=provided)
 
     # -- the end --------------------------------------------------------------------------------
@@ -218,11 +220,11 @@ class AwsChunkedDecoder:
         return self._state == _DONE
 
     def finish(self) -> dict[str, str]:
-        """The trailers, once the body is complete; raises IncompleteBody if it ended early."""
+        """The trailers, once the body is complete; raises INCOMPLETE_BODY if it ended early."""
         if self._state == _TRAILER and not self._line and self._trailers:
             # Complete trailer lines but no final blank line: accepted (clients differ).
             self._close_trailers()
             self._state = _DONE
         if self._state != _DONE:
-            raise S3Error("IncompleteBody")
+            raise RequestError(Kind.INCOMPLETE_BODY)
         return dict(self._trailers)

@@ -17,6 +17,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from typing import AsyncIterator, Mapping, Protocol
 
 from gateway.auth import checksums as ck
@@ -24,10 +25,11 @@ from gateway.auth.chunked import AwsChunkedDecoder
 from gateway.auth.sigv4 import (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER,
                                 STREAMING_UNSIGNED_TRAILER, header_index)
 from gateway.auth.types import AuthContext
-from gateway.s3.errors import S3Error
+from gateway.errors import Kind, RequestError
 
 __all__ = ["PayloadReader", "read_body", "strip_aws_chunked"]
 
+_LENGTH = re.compile(r"[0-9]{1,19}")      # ASCII digits only; int() takes others too
 _MULTIPLE = "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
 
 
@@ -44,8 +46,8 @@ def strip_aws_chunked(content_encoding: str | None) -> str | None:
     return ", ".join(kept) or None
 
 
-def _invalid_checksum(name: str, where: str = "header") -> S3Error:
-    return S3Error("InvalidRequest", f"Value for {name} {where} is invalid.")
+def _invalid_checksum(name: str, where: str = "header") -> RequestError:
+    return RequestError(Kind.INVALID_PAYLOAD_REQUEST, f"Value for {name} {where} is invalid.")
 
 
 class PayloadReader:
@@ -55,9 +57,10 @@ class PayloadReader:
     encrypted objects whose ETag is not the MD5 need not pay for it.
 
     After a complete iteration: ``size``, ``md5_hex``, ``checksums`` (ALGORITHM -> base64,
-    verified where the client sent a value), ``trailers``. Raises ``S3Error``: InvalidDigest,
-    InvalidRequest (checksum headers), EntityTooLarge, IncompleteBody, BadDigest,
-    XAmzContentSHA256Mismatch, and the framing errors of ``AwsChunkedDecoder``.
+    verified where the client sent a value), ``trailers``. Raises ``RequestError`` of kind
+    INVALID_DIGEST, INVALID_PAYLOAD_REQUEST (checksum headers), INVALID_PAYLOAD_ARGUMENT,
+    BODY_TOO_LARGE, INCOMPLETE_BODY, BAD_DIGEST, PAYLOAD_HASH_MISMATCH, and the framing errors
+    of ``AwsChunkedDecoder``.
     """
 
     def __init__(self, stream: ByteStream, headers: Mapping[str, str], auth: AuthContext, *,
@@ -75,8 +78,9 @@ class PayloadReader:
         if not mode.startswith("STREAMING-") and sent == STREAMING_UNSIGNED_TRAILER:
             mode = sent           # e.g. anonymous or SigV2 requests framed by an SDK
         elif not mode.startswith("STREAMING-") and sent and sent.startswith("STREAMING-"):
-            raise S3Error("InvalidRequest", "A signed streaming payload requires Signature "
-                          "Version 4 header authentication.")
+            raise RequestError(
+                Kind.INVALID_PAYLOAD_REQUEST, "A signed streaming payload requires Signature "
+                "Version 4 header authentication.")
         self._streaming = mode.startswith("STREAMING-")
         self._sha256_expected = None
         if len(mode) == 64 and not self._streaming:
@@ -90,7 +94,7 @@ class PayloadReader:
             except (binascii.Error, ValueError):
                 raw = b""
             if len(raw) != 16:
-                raise S3Error("InvalidDigest")
+                raise RequestError(Kind.INVALID_DIGEST)
             self._md5_expected = raw
 
         # Checksums sent as headers.
@@ -104,23 +108,25 @@ class PayloadReader:
                 raise _invalid_checksum(name)
             self._expected[alg] = (value, "header")
         if len(self._expected) > 1:
-            raise S3Error("InvalidRequest", _MULTIPLE)
+            raise RequestError(Kind.INVALID_PAYLOAD_REQUEST, _MULTIPLE)
 
         # Checksums promised as trailers.
         trailer_names: set[str] = set()
         trailer_header = one("x-amz-trailer")
         if trailer_header:
             if mode not in (STREAMING_UNSIGNED_TRAILER, STREAMING_SIGNED_TRAILER):
-                raise S3Error("InvalidRequest", "x-amz-trailer requires a x-amz-content-sha256 "
-                              "of STREAMING-UNSIGNED-PAYLOAD-TRAILER or "
-                              "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER.")
+                raise RequestError(
+                    Kind.INVALID_PAYLOAD_REQUEST, "x-amz-trailer requires a x-amz-content-sha256 "
+                    "of STREAMING-UNSIGNED-PAYLOAD-TRAILER or "
+                    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER.")
             trailer_names = {t.strip().lower() for t in trailer_header.split(",") if t.strip()}
             for t in trailer_names:
                 if ck.algorithm_for_header(t) is None:
-                    raise S3Error("InvalidRequest", "The value specified in the x-amz-trailer "
-                                  "header is not supported", TrailerName=t)
+                    raise RequestError(
+                        Kind.INVALID_PAYLOAD_REQUEST, "The value specified in the x-amz-trailer "
+                        "header is not supported", TrailerName=t)
             if len(trailer_names) > 1 or self._expected:
-                raise S3Error("InvalidRequest", _MULTIPLE)
+                raise RequestError(Kind.INVALID_PAYLOAD_REQUEST, _MULTIPLE)
         self._trailer_algs = {ck.algorithm_for_header(t) for t in trailer_names}
 
         sdk = one("x-amz-sdk-checksum-algorithm")
@@ -131,8 +137,9 @@ class PayloadReader:
                 raise _invalid_checksum("x-amz-sdk-checksum-algorithm")
             named = set(self._expected) | self._trailer_algs
             if named and self._sdk_alg not in named:
-                raise S3Error("InvalidRequest", "Value for x-amz-sdk-checksum-algorithm header "
-                              "is invalid.")
+                raise RequestError(
+                    Kind.INVALID_PAYLOAD_REQUEST, "Value for x-amz-sdk-checksum-algorithm header "
+                    "is invalid.")
 
         algs = set(self._expected) | self._trailer_algs
         if self._sdk_alg:
@@ -145,8 +152,9 @@ class PayloadReader:
         self._declared: int | None = None
         if self._streaming:
             if mode in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER) and auth.signing is None:
-                raise S3Error("InvalidRequest", "A signed streaming payload requires Signature "
-                              "Version 4 header authentication.")
+                raise RequestError(
+                    Kind.INVALID_PAYLOAD_REQUEST, "A signed streaming payload requires Signature "
+                    "Version 4 header authentication.")
             signing = auth.signing if mode in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER) \
                 else None
             self._decoder = AwsChunkedDecoder(signing, trailer_names,
@@ -156,13 +164,14 @@ class PayloadReader:
         else:
             declared = one("content-length")
         if declared is not None:
-            if not declared.isdigit():
-                raise S3Error("InvalidArgument", "Invalid length header", ArgumentName=(
+            if not _LENGTH.fullmatch(declared):
+                raise RequestError(
+                    Kind.INVALID_PAYLOAD_ARGUMENT, "Invalid length header", ArgumentName=(
                     "x-amz-decoded-content-length" if self._streaming else "Content-Length"),
                     ArgumentValue=declared)
             self._declared = int(declared)
             if max_size is not None and self._declared > max_size:
-                raise S3Error("EntityTooLarge", ProposedSize=str(self._declared),
+                raise RequestError(Kind.BODY_TOO_LARGE, ProposedSize=str(self._declared),
                               MaxSizeAllowed=str(max_size))
 
         self.size = 0
@@ -194,9 +203,9 @@ class PayloadReader:
     def _account(self, piece: bytes) -> None:
         self.size += len(piece)
         if self._max_size is not None and self.size > self._max_size:
-            raise S3Error("EntityTooLarge", MaxSizeAllowed=str(self._max_size))
+            raise RequestError(Kind.BODY_TOO_LARGE, MaxSizeAllowed=str(self._max_size))
         if self._declared is not None and self.size > self._declared:
-            raise S3Error("IncompleteBody", "The request body is longer than the declared "
+            raise RequestError(Kind.INCOMPLETE_BODY, "The request body is longer than the declared "
                           "length.")
         if self._md5 is not None:
             self._md5.update(piece)
@@ -209,17 +218,17 @@ class PayloadReader:
         if self._decoder is not None:
             self.trailers = self._decoder.finish()
         if self._declared is not None and self.size != self._declared:
-            raise S3Error("IncompleteBody")
+            raise RequestError(Kind.INCOMPLETE_BODY)
         md5 = self._md5.digest() if self._md5 is not None else b""
         if self._md5_expected is not None and not hmac.compare_digest(md5, self._md5_expected):
-            raise S3Error("BadDigest", ExpectedDigest=base64.b64encode(self._md5_expected)
+            raise RequestError(Kind.BAD_DIGEST, ExpectedDigest=base64.b64encode(self._md5_expected)
                           .decode(), CalculatedDigest=base64.b64encode(md5).decode())
         if self._sha256 is not None:
             got = self._sha256.hexdigest()
             if not hmac.compare_digest(got, self._sha256_expected):
-                raise S3Error("XAmzContentSHA256Mismatch",
-                              ClientComputedContentSHA256=self._sha256_expected,
-                              S3ComputedContentSHA256=got)
+                raise RequestError(
+                    Kind.PAYLOAD_HASH_MISMATCH, ClientComputedContentSHA256=self._sha256_expected,
+                    S3ComputedContentSHA256=got)
         expected = dict(self._expected)
         for name, value in self.trailers.items():
             alg = ck.algorithm_for_header(name)
@@ -231,7 +240,7 @@ class PayloadReader:
         computed = {alg: c.b64() for alg, c in self._running.items()}
         for alg, (value, _where) in expected.items():
             if not hmac.compare_digest(computed[alg], value):
-                raise S3Error("BadDigest", f"The {alg} you specified did not match the "
+                raise RequestError(Kind.BAD_DIGEST, f"The {alg} you specified did not match the "
                               "calculated checksum.")
         self.md5_hex = md5.hex()
         self.checksums = computed
@@ -240,14 +249,14 @@ class PayloadReader:
 async def read_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthContext,
                     limit: int) -> bytes:
     """A whole small body (DeleteObjects, CompleteMultipartUpload XML), verified like any
-    payload; over ``limit`` bytes -> MaxMessageLengthExceeded."""
+    payload; over ``limit`` bytes -> MESSAGE_TOO_LARGE (S3: MaxMessageLengthExceeded)."""
     reader = PayloadReader(stream, headers, auth, max_size=limit)
     parts: list[bytes] = []
     try:
         async for piece in reader:
             parts.append(piece)
-    except S3Error as err:
-        if err.code == "EntityTooLarge":
-            raise S3Error("MaxMessageLengthExceeded") from None
+    except RequestError as err:
+        if err.kind is Kind.BODY_TOO_LARGE:
+            raise RequestError(Kind.MESSAGE_TOO_LARGE) from None
         raise
     return b"".join(parts)

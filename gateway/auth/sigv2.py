@@ -10,8 +10,14 @@ Requests", a.k.a. RESTAuthentication).
                               "k=v" (value decoded) or "k", joined by "&"]
 
 Query form: ``?AWSAccessKeyId=..&Expires=<epoch>&Signature=..``; Expires replaces Date, and
-x-amz-* (plus content-type / content-md5, as botocore does) query parameters count as headers.
-The Date line is empty when x-amz-date is sent.
+x-amz-* query parameters count as headers (botocore moves them there). The Date line is empty
+when x-amz-date is sent.
+
+Every x-amz-* header sent is in CanonicalizedAmzHeaders, so SigV2 binds them all by
+construction (no "unsigned headers" case). Content-Type and Content-MD5 are the headers as sent
+(empty when absent): a URL signed with none does not admit one. A presigned ``Expires`` lies at
+most ``MAX_QUERY_EXPIRES`` ahead (a year; the AWS SDK team, aws/aws-sdk-net#528: "Signature
+Version 2 has a max expiration of a year").
 """
 from __future__ import annotations
 
@@ -20,14 +26,18 @@ import email.utils
 import hashlib
 import hmac
 import datetime as _dt
+import re
 from typing import Iterator, Mapping
 
 from gateway.auth.sigv4 import MAX_SKEW_SECONDS, decode_query, header_index
 from gateway.auth.types import AuthContext, Credential, CredentialLookup
-from gateway.s3.errors import S3Error
+from gateway.errors import AuthError, Kind
 
-__all__ = ["SUBRESOURCES", "canonical_resource", "string_to_sign",
+__all__ = ["SUBRESOURCES", "MAX_QUERY_EXPIRES", "canonical_resource", "string_to_sign",
            "authenticate_header", "authenticate_query"]
+
+MAX_QUERY_EXPIRES = 365 * 24 * 3600
+_EPOCH = re.compile(r"[0-9]{1,12}")
 
 # The resource list of the RESTAuthentication doc, plus what botocore's HmacV1Auth signs.
 SUBRESOURCES = frozenset({
@@ -67,7 +77,9 @@ def string_to_sign(method: str, content_md5: str, content_type: str, date: str,
 
 
 def _sign(secret: str, text: str) -> str:
-    mac = hmac.new(secret.encode("utf-8"), text.encode("utf-8"), hashlib.sha1).digest()
+    # Header bytes that were not UTF-8 arrive as lone surrogates: sign the bytes as sent.
+    mac = hmac.new(secret.encode("utf-8"), text.encode("utf-8", "surrogateescape"),
+                   hashlib.sha1).digest()
     return base64.b64encode(mac).decode("ascii")
 
 
@@ -79,10 +91,11 @@ def _verify(cred: Credential, candidates: Iterator[str], provided: str) -> None:
             continue
         seen.add(sts)
         first = sts if first is None else first
-        if hmac.compare_digest(_sign(cred.secret_access_key, sts).encode(), provided.encode()):
+        if hmac.compare_digest(_sign(cred.secret_access_key, sts).encode(),
+                               provided.encode("utf-8", "surrogateescape")):
             return
-    raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=cred.access_key_id,
-                  StringToSign=first or "", SignatureProvided=provided)
+    raise AuthError(Kind.SIGNATURE_MISMATCH, AWSAccessKeyId=cred.access_key_id,
+                    StringToSign=first or "", SignatureProvided=provided)
 
 
 def _unique(*values: str | None) -> list[str]:
@@ -102,32 +115,32 @@ def authenticate_header(method: str, raw_path: str, raw_query: str,
                         now: float, region: str, vhost_bucket: str | None = None) -> AuthContext:
     """Verify ``Authorization: AWS AKID:signature``.
 
-    Raises S3Error: AuthorizationHeaderMalformed-like InvalidArgument, AccessDenied (no date),
-    InvalidAccessKeyId, RequestTimeTooSkewed, SignatureDoesNotMatch.
+    Raises AuthError: INVALID_AUTH_ARGUMENT (malformed header), MISSING_DATE,
+    UNKNOWN_ACCESS_KEY, TIME_SKEWED, SIGNATURE_MISMATCH.
     """
     index = header_index(headers)
     value = index["authorization"][0].strip()
     akid, colon, provided = value[4:].strip().rpartition(":")
     if not colon or not akid or not provided:
-        raise S3Error("InvalidArgument", "AWS authorization header is invalid.  Expected "
-                      "AwsAccessKeyId:signature", ArgumentName="Authorization",
-                      ArgumentValue=value)
+        raise AuthError(Kind.INVALID_AUTH_ARGUMENT, "AWS authorization header is invalid.  "
+                        "Expected AwsAccessKeyId:signature", ArgumentName="Authorization",
+                        ArgumentValue=value)
     date_text = (index.get("x-amz-date") or index.get("date") or [None])[0]
     ts = None
     if date_text is not None:
         try:
             ts = email.utils.parsedate_to_datetime(date_text.strip()).timestamp()
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             ts = None
     if ts is None:
-        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or "
-                      "x-amz-date header")
+        raise AuthError(Kind.MISSING_DATE, "AWS authentication requires a valid Date or "
+                        "x-amz-date header")
     cred = lookup(akid)
     if cred is None:
-        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=akid)
+        raise AuthError(Kind.UNKNOWN_ACCESS_KEY, AWSAccessKeyId=akid)
     if abs(now - ts) > MAX_SKEW_SECONDS:
-        raise S3Error("RequestTimeTooSkewed", RequestTime=date_text, ServerTime=_iso(now),
-                      MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
+        raise AuthError(Kind.TIME_SKEWED, RequestTime=date_text, ServerTime=_iso(now),
+                        MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
 
     md5 = (index.get("content-md5") or [""])[0].strip()
     ctype = (index.get("content-type") or [""])[0].strip()
@@ -152,8 +165,8 @@ def authenticate_query(method: str, raw_path: str, raw_query: str,
                        now: float, region: str, vhost_bucket: str | None = None) -> AuthContext:
     """Verify ``?AWSAccessKeyId=..&Expires=..&Signature=..``.
 
-    Raises S3Error: AccessDenied ("Request has expired", malformed Expires),
-    InvalidAccessKeyId, SignatureDoesNotMatch.
+    Raises AuthError: MISSING_QUERY_AUTH (malformed Expires), UNKNOWN_ACCESS_KEY, EXPIRED,
+    EXPIRES_TOO_FAR, SIGNATURE_MISMATCH.
     """
     params: dict[str, str] = {}
     amz: dict[str, list[str]] = {}
@@ -165,31 +178,33 @@ def authenticate_query(method: str, raw_path: str, raw_query: str,
     # A raw '+' of the base64 signature decodes as a space; put it back.
     provided = params.get("Signature", "").replace(" ", "+")
     expires_text = params.get("Expires", "")
-    if not expires_text.isdigit():
-        raise S3Error("AccessDenied", "Query-string authentication requires the Signature, "
-                      "Expires and AWSAccessKeyId parameters")
+    if not _EPOCH.fullmatch(expires_text):
+        raise AuthError(Kind.MISSING_QUERY_AUTH, "Query-string authentication requires the "
+                        "Signature, Expires and AWSAccessKeyId parameters")
     cred = lookup(akid)
     if cred is None:
-        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=akid)
-    if now > int(expires_text):
-        raise S3Error("AccessDenied", "Request has expired", Expires=_iso(int(expires_text)),
-                      ServerTime=_iso(now))
+        raise AuthError(Kind.UNKNOWN_ACCESS_KEY, AWSAccessKeyId=akid)
+    expires = int(expires_text)
+    if now > expires:
+        raise AuthError(Kind.EXPIRED, "Request has expired", Expires=_iso(expires),
+                        ServerTime=_iso(now))
+    if expires - now > MAX_QUERY_EXPIRES:
+        raise AuthError(Kind.EXPIRES_TOO_FAR, "Request has an expiry more than a year ahead",
+                        Expires=_iso(expires), ServerTime=_iso(now))
 
     index = header_index(headers)
     for name, values in index.items():
         if name.startswith("x-amz-"):
             amz.setdefault(name, []).extend(values)
-    # botocore moves Content-Type / Content-MD5 into the query; uploaders send their own too.
-    ctypes = _unique(params.get("content-type"), (index.get("content-type") or [""])[0].strip(),
-                     "")
-    md5s = _unique(params.get("content-md5"), (index.get("content-md5") or [""])[0].strip())
+    # The headers as sent, never a query copy of them (botocore also writes content-type /
+    # content-md5 into the query): a value the client does not send must not be signed for it.
+    ctype = (index.get("content-type") or [""])[0].strip()
+    md5 = (index.get("content-md5") or [""])[0].strip()
 
     def candidates() -> Iterator[str]:
         for subs in (SUBRESOURCES, _BOTOCORE_SUBRESOURCES):
             resource = canonical_resource(raw_path, raw_query, vhost_bucket, subs)
-            for md5 in md5s:
-                for ctype in ctypes:
-                    yield string_to_sign(method, md5, ctype, expires_text, amz, resource)
+            yield string_to_sign(method, md5, ctype, expires_text, amz, resource)
 
     _verify(cred, candidates(), provided)
     return AuthContext(credential=cred, method="sigv2-query", service="s3", region=region,

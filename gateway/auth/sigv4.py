@@ -15,6 +15,20 @@ Spec (AWS General Reference, "Signature Version 4 signing process"; S3 API Refer
 CanonicalURI for s3 is the raw path decoded once and re-encoded (every byte but unreserved
 and '/'), never normalised (``//`` and ``..`` are meaningful key bytes). Other services
 normalise dot segments and encode the path as sent a second time (as botocore signs).
+
+Two rules close what a signature does not cover:
+
+- Every ``x-amz-*`` header present is in SignedHeaders (S3 answers 403 AccessDenied "There were
+  headers present in the request which were not signed", with ``HeadersNotSigned``); otherwise a
+  presigned PUT plus an unsigned ``x-amz-copy-source`` is a CopyObject. A presigned request may
+  carry ``x-amz-content-sha256`` unsigned: its value is the payload line of the canonical
+  request, so the signature binds it anyway.
+- Non-S3 services (kms, iam, sts, ...) sign the payload: HashedPayload is always the hash of
+  the body received (AWS General Reference, "Create a canonical request"), for presigned URLs
+  too (botocore presigns an empty body); a sent ``x-amz-content-sha256`` must equal it.
+
+Header values that are not UTF-8 reach here as lone surrogates (aiohttp decodes with
+surrogateescape) and are hashed as the bytes that were sent.
 """
 from __future__ import annotations
 
@@ -29,7 +43,7 @@ from typing import Callable, Mapping
 from urllib.parse import quote, unquote_to_bytes
 
 from gateway.auth.types import AuthContext, Credential, CredentialLookup, StreamSigning
-from gateway.s3.errors import S3Error
+from gateway.errors import AuthError, Kind
 
 __all__ = [
     "ALGORITHM", "EMPTY_SHA256", "MAX_SKEW_SECONDS", "MAX_PRESIGN_EXPIRES",
@@ -73,14 +87,14 @@ def canonical_uri(raw_path: str, service: str) -> str:
     if not raw_path:
         raw_path = "/"
     if service == "s3":
-        return uri_encode(unquote_to_bytes(raw_path), encode_slash=False)
+        return uri_encode(unquote_to_bytes(_raw_bytes(raw_path)), encode_slash=False)
     # Non-S3 services: dot segments removed, the sent (encoded) path encoded once more.
     norm = posixpath.normpath(raw_path) if raw_path != "/" else "/"
     if norm.startswith("//"):
         norm = "/" + norm.lstrip("/")
     if raw_path.endswith("/") and norm != "/":
         norm += "/"
-    return quote(norm, safe="/~")
+    return quote(norm, safe="/~", errors="surrogateescape")
 
 
 def _split_query(raw_query: str) -> list[tuple[str, str]]:
@@ -96,7 +110,12 @@ def _split_query(raw_query: str) -> list[tuple[str, str]]:
 
 def _decode(component: str) -> bytes:
     # '+' in a query means space (form encoding; Go clients send it), a literal '+' is %2B.
-    return unquote_to_bytes(component.replace("+", " "))
+    return unquote_to_bytes(_raw_bytes(component.replace("+", " ")))
+
+
+def _raw_bytes(text: str) -> bytes:
+    # Bytes that were not UTF-8 arrive as lone surrogates; hash what was sent.
+    return text.encode("utf-8", "surrogateescape")
 
 
 def decode_query(raw_query: str) -> list[tuple[str, str]]:
@@ -135,19 +154,20 @@ def canonical_headers(index: dict[str, list[str]], signed: list[str]) -> str:
 
 
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    k = hmac.new(("AWS4" + secret).encode("utf-8"), date.encode("utf-8"), hashlib.sha256).digest()
+    k = hmac.new(("AWS4" + secret).encode("utf-8"), date.encode("utf-8", "surrogateescape"),
+                 hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
-        k = hmac.new(k, part.encode("utf-8"), hashlib.sha256).digest()
+        k = hmac.new(k, part.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
     return k
 
 
 def string_to_sign(amz_date: str, scope: str, canonical_request: str) -> str:
-    digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(canonical_request.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
 def sign(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
 
 # --- shared checks ---------------------------------------------------------------------------
@@ -164,7 +184,7 @@ class _Scope:
         return f"{self.date}/{self.region}/{self.service}/aws4_request"
 
 
-def _parse_credential(value: str, malformed: Callable[[str], S3Error]) -> _Scope:
+def _parse_credential(value: str, malformed: Callable[[str], AuthError]) -> _Scope:
     # The access key id itself never contains '/', so split from the right.
     parts = value.rsplit("/", 4)
     if len(parts) != 5 or not parts[0] or not all(parts[1:]):
@@ -195,30 +215,52 @@ def _iso(ts: float) -> str:
 
 def _check_payload_literal(value: str) -> None:
     if value in _ECDSA:
-        raise S3Error("NotImplemented", "ECDSA-signed streaming payloads are not implemented.",
-                      Header="x-amz-content-sha256", AdditionalMessage=value)
+        raise AuthError(Kind.UNSUPPORTED_SIGNING, "ECDSA-signed streaming payloads are not "
+                        "implemented.", Header="x-amz-content-sha256", AdditionalMessage=value)
     if value not in _PAYLOAD_LITERALS and not _HEX64.fullmatch(value):
-        raise S3Error("InvalidArgument", _CONTENT_SHA_MSG,
-                      ArgumentName="x-amz-content-sha256", ArgumentValue=value)
+        raise AuthError(Kind.INVALID_AUTH_ARGUMENT, _CONTENT_SHA_MSG,
+                        ArgumentName="x-amz-content-sha256", ArgumentValue=value)
 
 
-def _mismatch(akid: str, sts: str, creq: str, provided: str) -> S3Error:
-    return S3Error("SignatureDoesNotMatch", AWSAccessKeyId=akid, StringToSign=sts,
-                   SignatureProvided=provided, CanonicalRequest=creq)
+def _mismatch(akid: str, sts: str, creq: str, provided: str) -> AuthError:
+    return AuthError(Kind.SIGNATURE_MISMATCH, AWSAccessKeyId=akid, StringToSign=sts,
+                     SignatureProvided=provided, CanonicalRequest=creq)
 
 
-def _not_signed(names: list[str]) -> S3Error:
-    return S3Error("AccessDenied", "There were headers present in the request which were not "
-                   "signed", HeadersNotSigned=", ".join(names))
+def _not_signed(names: list[str]) -> AuthError:
+    return AuthError(Kind.UNSIGNED_HEADERS, "There were headers present in the request which "
+                     "were not signed", HeadersNotSigned=", ".join(names))
+
+
+def _unsigned(index: dict[str, list[str]], signed: list[str], required: tuple[str, ...],
+              exempt: frozenset[str] = frozenset()) -> list[str]:
+    """Headers present but not signed: the ``required`` ones, then every ``x-amz-*``."""
+    names = [h for h in required if h in index and h not in signed]
+    names += [h for h in index if h.startswith("x-amz-") and h not in signed
+              and h not in exempt and h not in names]
+    return names
+
+
+def _payload_of_service(service: str, body_sha256: str | None,
+                        sent: str | None) -> str:
+    """HashedPayload of a non-S3 request: the body's own hash, never a claim about it."""
+    if body_sha256 is None:
+        raise AuthError(Kind.INVALID_AUTH_ARGUMENT, f"Requests for service {service} must "
+                        "sign their payload.", ArgumentName="Credential", ArgumentValue=service)
+    if sent is not None and not hmac.compare_digest(sent.strip().lower().encode(
+            "utf-8", "surrogateescape"), body_sha256.encode()):
+        raise AuthError(Kind.PAYLOAD_HASH_MISMATCH, ClientComputedContentSHA256=sent,
+                        S3ComputedContentSHA256=body_sha256)
+    return body_sha256
 
 
 # --- Authorization header --------------------------------------------------------------------
 
 def _parse_authorization(value: str) -> tuple[str, str, str]:
     """-> (Credential, SignedHeaders, Signature); tolerant of ',' with or without spaces."""
-    def malformed(msg: str) -> S3Error:
-        return S3Error("AuthorizationHeaderMalformed", f"The authorization header is malformed; "
-                       f"{msg}")
+    def malformed(msg: str) -> AuthError:
+        return AuthError(Kind.MALFORMED_AUTHORIZATION, f"The authorization header is "
+                         f"malformed; {msg}")
 
     rest = value[len(ALGORITHM):]
     if rest[:1] not in (" ", "\t"):
@@ -250,8 +292,7 @@ def _request_time(index: dict[str, list[str]]) -> tuple[str, float, str]:
             # AWS also accepts an RFC 1123 x-amz-date.
             ts = _parse_http_date(raw)
             if ts is None:
-                raise S3Error("AccessDenied", "AWS authentication requires a valid Date or "
-                              "x-amz-date header")
+                raise _no_date()
             raw = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         return raw, ts, "x-amz-date"
     if "date" in index:
@@ -259,19 +300,27 @@ def _request_time(index: dict[str, list[str]]) -> tuple[str, float, str]:
         if ts is not None:
             amz = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             return amz, ts, "date"
-    raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    raise _no_date()
+
+
+def _no_date() -> AuthError:
+    return AuthError(Kind.MISSING_DATE, "AWS authentication requires a valid Date or "
+                     "x-amz-date header")
 
 
 def _parse_http_date(value: str) -> float | None:
     try:
         dt = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if dt is None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=_dt.timezone.utc)
-    return dt.timestamp()
+    try:
+        return dt.timestamp()
+    except (ValueError, OverflowError):
+        return None
 
 
 def authenticate_header(method: str, raw_path: str, raw_query: str,
@@ -279,48 +328,46 @@ def authenticate_header(method: str, raw_path: str, raw_query: str,
                         now: float, body_sha256: str | None = None) -> AuthContext:
     """Verify ``Authorization: AWS4-HMAC-SHA256 ...``.
 
-    Raises S3Error: AuthorizationHeaderMalformed, InvalidRequest / InvalidArgument /
-    NotImplemented (x-amz-content-sha256), AccessDenied (no date, unsigned required headers),
-    InvalidAccessKeyId, RequestTimeTooSkewed, SignatureDoesNotMatch.
+    ``body_sha256`` (hex) is the hash of the whole body, required for non-S3 services.
+    Raises AuthError: MALFORMED_AUTHORIZATION, MISSING_CONTENT_SHA256, INVALID_AUTH_ARGUMENT,
+    UNSUPPORTED_SIGNING (x-amz-content-sha256), MISSING_DATE, UNSIGNED_HEADERS,
+    UNKNOWN_ACCESS_KEY, TIME_SKEWED, PAYLOAD_HASH_MISMATCH, SIGNATURE_MISMATCH.
     """
     index = header_index(headers)
     cred_text, signed_text, provided = _parse_authorization(index["authorization"][0].strip())
-    scope = _parse_credential(cred_text, lambda m: S3Error(
-        "AuthorizationHeaderMalformed", f"The authorization header is malformed; {m}"))
+    scope = _parse_credential(cred_text, lambda m: AuthError(
+        Kind.MALFORMED_AUTHORIZATION, f"The authorization header is malformed; {m}"))
     signed = [h.strip().lower() for h in signed_text.split(";")]
     if any(not h for h in signed):
-        raise S3Error("AuthorizationHeaderMalformed", "The authorization header is malformed; "
-                      "the SignedHeaders component is malformed.")
+        raise AuthError(Kind.MALFORMED_AUTHORIZATION, "The authorization header is malformed; "
+                        "the SignedHeaders component is malformed.")
     amz_date, ts, date_header = _request_time(index)
     if amz_date[:8] != scope.date:
-        raise S3Error("AuthorizationHeaderMalformed", "The authorization header is malformed; "
-                      f"Invalid credential date \"{scope.date}\". This date is not the same as "
-                      "X-Amz-Date: \"" + amz_date[:8] + "\".")
+        raise AuthError(Kind.MALFORMED_AUTHORIZATION, "The authorization header is malformed; "
+                        f"Invalid credential date \"{scope.date}\". This date is not the same "
+                        "as X-Amz-Date: \"" + amz_date[:8] + "\".")
 
     content_sha = index.get("x-amz-content-sha256", [None])[0]
-    if content_sha is not None:
+    if scope.service != "s3":
+        payload_hash = _payload_of_service(scope.service, body_sha256, content_sha)
+    elif content_sha is not None:
         content_sha = content_sha.strip()
         _check_payload_literal(content_sha)
         payload_hash = content_sha
-    elif scope.service == "s3":
-        raise S3Error("InvalidRequest", "Missing required header for this request: "
-                      "x-amz-content-sha256")
     else:
-        # kms / iam / sts: the face hashed the (small) body before asking.
-        payload_hash = body_sha256 or EMPTY_SHA256
+        raise AuthError(Kind.MISSING_CONTENT_SHA256, "Missing required header for this "
+                        "request: x-amz-content-sha256")
 
-    unsigned = [h for h in ("host", date_header) if h in index and h not in signed]
-    if content_sha is not None and "x-amz-content-sha256" not in signed:
-        unsigned.append("x-amz-content-sha256")
+    unsigned = _unsigned(index, signed, ("host", date_header))
     if unsigned:
         raise _not_signed(unsigned)
 
     cred = lookup(scope.access_key)
     if cred is None:
-        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=scope.access_key)
+        raise AuthError(Kind.UNKNOWN_ACCESS_KEY, AWSAccessKeyId=scope.access_key)
     if abs(now - ts) > MAX_SKEW_SECONDS:
-        raise S3Error("RequestTimeTooSkewed", RequestTime=amz_date, ServerTime=_iso(now),
-                      MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
+        raise AuthError(Kind.TIME_SKEWED, RequestTime=amz_date, ServerTime=_iso(now),
+                        MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
 
     creq = "\n".join([
         method.upper(), canonical_uri(raw_path, scope.service), canonical_query(raw_query),
@@ -334,7 +381,8 @@ def _verified(cred: Credential, scope: _Scope, amz_date: str, creq: str, provide
     sts = string_to_sign(amz_date, scope.text, creq)
     key = signing_key(cred.secret_access_key, scope.date, scope.region, scope.service)
     expected = sign(key, sts)
-    if not hmac.compare_digest(expected.encode(), provided.lower().encode()):
+    if not hmac.compare_digest(expected.encode(),
+                               provided.lower().encode("utf-8", "surrogateescape")):
         raise _mismatch(scope.access_key, sts, creq, provided)
     stream = None
     if payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
@@ -348,22 +396,28 @@ def _verified(cred: Credential, scope: _Scope, amz_date: str, creq: str, provide
 
 _QUERY_REQUIRED = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Amz-Date",
                    "X-Amz-SignedHeaders", "X-Amz-Expires")
+# The payload line of a presigned canonical request is x-amz-content-sha256 as sent (or
+# UNSIGNED-PAYLOAD): the signature binds it, so it may be sent without being signed.
+_QUERY_EXEMPT = frozenset({"x-amz-content-sha256"})
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 def authenticate_query(method: str, raw_path: str, raw_query: str,
                        headers: Mapping[str, str], lookup: CredentialLookup, *,
-                       now: float) -> AuthContext:
+                       now: float, body_sha256: str | None = None) -> AuthContext:
     """Verify a presigned URL (``X-Amz-Algorithm=AWS4-HMAC-SHA256&...``).
 
-    Raises S3Error: AuthorizationQueryParametersError, AccessDenied ("Request has expired",
-    "Request is not valid yet"), InvalidAccessKeyId, SignatureDoesNotMatch.
+    ``body_sha256`` (hex) is the hash of the whole body, required for non-S3 services.
+    Raises AuthError: MALFORMED_PRESIGN, UNSIGNED_HEADERS, UNKNOWN_ACCESS_KEY, EXPIRED,
+    NOT_YET_VALID, INVALID_AUTH_ARGUMENT / UNSUPPORTED_SIGNING (x-amz-content-sha256),
+    PAYLOAD_HASH_MISMATCH, SIGNATURE_MISMATCH.
     """
     params: dict[str, str] = {}
     for k, v in decode_query(raw_query):
         params.setdefault(k, v)
 
-    def malformed(msg: str) -> S3Error:
-        return S3Error("AuthorizationQueryParametersError", msg)
+    def malformed(msg: str) -> AuthError:
+        return AuthError(Kind.MALFORMED_PRESIGN, msg)
 
     if params.get("X-Amz-Algorithm") != ALGORITHM:
         raise malformed('X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"')
@@ -383,7 +437,7 @@ def authenticate_query(method: str, raw_path: str, raw_query: str,
                         f"\"{scope.date}\". This date is not the same as X-Amz-Date: "
                         f"\"{amz_date[:8]}\".")
     expires_text = params["X-Amz-Expires"]
-    if not expires_text.isdigit():
+    if not _DIGITS.fullmatch(expires_text):
         raise malformed("X-Amz-Expires should be a number")
     expires = int(expires_text)
     if expires < 1:
@@ -394,25 +448,30 @@ def authenticate_query(method: str, raw_path: str, raw_query: str,
     if any(not h for h in signed):
         raise malformed("Error parsing the X-Amz-SignedHeaders parameter.")
     index = header_index(headers)
-    if "host" in index and "host" not in signed:
-        raise _not_signed(["host"])
+    unsigned = _unsigned(index, signed, ("host",), _QUERY_EXEMPT)
+    if unsigned:
+        raise _not_signed(unsigned)
     provided = params["X-Amz-Signature"]
 
     cred = lookup(scope.access_key)
     if cred is None:
-        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=scope.access_key)
+        raise AuthError(Kind.UNKNOWN_ACCESS_KEY, AWSAccessKeyId=scope.access_key)
     if now > ts + expires:
-        raise S3Error("AccessDenied", "Request has expired", **{
+        raise AuthError(Kind.EXPIRED, "Request has expired", **{
             "X-Amz-Expires": expires_text, "Expires": _iso(ts + expires),
             "ServerTime": _iso(now)})
     if ts - now > MAX_SKEW_SECONDS:
-        raise S3Error("AccessDenied", "Request is not valid yet", **{
+        raise AuthError(Kind.NOT_YET_VALID, "Request is not valid yet", **{
             "X-Amz-Date": amz_date, "ServerTime": _iso(now)})
 
-    payload_hash = UNSIGNED_PAYLOAD
-    if "x-amz-content-sha256" in index:
-        payload_hash = index["x-amz-content-sha256"][0].strip()
+    sent = index.get("x-amz-content-sha256", [None])[0]
+    if scope.service != "s3":
+        payload_hash = _payload_of_service(scope.service, body_sha256, sent)
+    elif sent is not None:
+        payload_hash = sent.strip()
         _check_payload_literal(payload_hash)
+    else:
+        payload_hash = UNSIGNED_PAYLOAD
     creq = "\n".join([
         method.upper(), canonical_uri(raw_path, scope.service),
         canonical_query(raw_query, drop_signature=True),

@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.errors import AuthError, GatewayError, Kind
+from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, parse_json_body,
+                                   read_signed_body, target_operation)
 from gateway.principal_info import Principal, PrincipalError, principal_for
-from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, read_signed_body,
-                                   target_operation)
-from gateway.s3.errors import S3Error
 from kms.audit.lookup import LOOKUP_ATTRIBUTES, LookupError_, lookup_events, to_lookup_event
 
 __all__ = ["handle_cloudtrail", "TARGET_PREFIX"]
@@ -68,20 +68,18 @@ async def handle_cloudtrail(request: web.Request, audit_dir: Path, lookup, regio
         return _error("UnknownOperationException", "", 404)
     try:
         body, ctx = await read_signed_body(request, lookup, region, MAX_BODY)
-    except S3Error as err:
+        if ctx.credential is None:
+            raise AuthError(Kind.MISSING_AUTHENTICATION)
+    except GatewayError as err:
         return json_auth_error(err)
     cred = ctx.credential
-    if cred is None:
-        return _error("MissingAuthenticationTokenException", "Missing Authentication Token")
     op = target_operation(request, TARGET_PREFIX)
     if op != "LookupEvents":
         return _error("UnknownOperationException", f"Unknown operation {op}")
     try:
-        params = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return _error("SerializationException", "Malformed JSON body")
-    if not isinstance(params, dict):
-        return _error("SerializationException", "Malformed JSON body")
+        params = parse_json_body(body)
+    except GatewayError as err:
+        return json_auth_error(err)
     try:
         principal = principal_for(request, ctx, identity)
     except PrincipalError as exc:     # fail closed: never evaluate without aws:userid

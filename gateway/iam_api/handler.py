@@ -4,7 +4,8 @@ Requests are SigV4-signed for service ``iam`` (or ``sts``); the small body is re
 hash completes the canonical request. Authorization: an account root may call every IAM
 operation in its account; an IAM user needs an identity policy allowing ``iam:<Action>`` on the
 target (``kms.iam.evaluate``). STS ``GetCallerIdentity`` needs only a valid credential.
-Failures are ``<ErrorResponse>`` documents with AWS's code and status.
+Failures are ``<ErrorResponse>`` documents with AWS's code and status; authentication failures
+arrive neutral (``gateway.errors``) and are rendered through its Query table.
 """
 from __future__ import annotations
 
@@ -15,37 +16,43 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from gateway.context import context_of, request_id_of
-from gateway.json_protocol import read_signed_body
+from gateway.errors import (AuthError, GatewayError, Kind, RequestError, query_entry,
+                            render_query_xml)
 from gateway.iam_api.operations import OPERATIONS, IAMCall
-from gateway.iam_api.xml import IAM_NS, STS_NS, render_error, render_result
+from gateway.iam_api.xml import IAM_NS, STS_NS, render_result
 from gateway.identity import IdentityStore
+from gateway.json_protocol import read_signed_body
 from gateway.principal_info import Principal, PrincipalError, principal_for
-from gateway.s3.errors import S3Error
 from kms.iam import errors as ie
 from kms.iam.evaluate import AuthzRequest, evaluate
 
-__all__ = ["handle_iam", "MAX_BODY", "authorize"]
+__all__ = ["handle_iam", "MAX_BODY", "MAX_FORM_FIELDS", "authorize", "parse_form"]
 
 log = logging.getLogger("coffer.iam_api")
 
 MAX_BODY = 1024 * 1024
-
-# S3-style authentication failures, as the Query protocol names them.
-_AUTH_ERRORS = {
-    "InvalidAccessKeyId": ("InvalidClientTokenId",
-                           "The security token included in the request is invalid.", 403),
-    "SignatureDoesNotMatch": ("SignatureDoesNotMatch",
-                              "The request signature we calculated does not match the "
-                              "signature you provided. Check your AWS Secret Access Key and "
-                              "signing method. Consult the service documentation for details.",
-                              403),
-    "RequestTimeTooSkewed": ("SignatureDoesNotMatch", "Signature expired", 403),
-    "AccessDenied": ("AccessDenied", "Access Denied", 403),
-}
+# More parameters than any IAM action takes, with room for long policy lists.
+MAX_FORM_FIELDS = 1000
 
 
 def _respond(body: bytes, status: int = 200) -> web.Response:
     return web.Response(status=status, body=body, content_type="text/xml")
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` Query body -> its parameters (the last of a
+    repeated name wins). Raises RequestError MALFORMED_BODY (MalformedQueryString): not UTF-8,
+    or more than MAX_FORM_FIELDS parameters."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(Kind.MALFORMED_BODY, "The request body is not valid UTF-8") from None
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        raise RequestError(Kind.MALFORMED_BODY, "The request body has too many "
+                           "parameters") from None
+    return dict(pairs)
 
 
 def authorize(principal: Principal, action: str, resource: str, request: web.Request,
@@ -79,23 +86,17 @@ async def handle_iam(request: web.Request, identity: IdentityStore, lookup, regi
 
     def error(code: str, message: str, status: int, sender: bool = True) -> web.Response:
         note["error"] = (code, message)
-        return _respond(render_error(code, message, rid, sender=sender, namespace=ns), status)
+        return _respond(render_query_xml(code, message, rid, sender=sender, namespace=ns),
+                        status)
 
     try:
         body, ctx = await read_signed_body(request, lookup, region, MAX_BODY)
-    except S3Error as err:
-        if err.code == "MaxMessageLengthExceeded":
-            return error("ValidationError", "Request body too large", 413)
-        code, message, status = _AUTH_ERRORS.get(err.code, ("IncompleteSignature",
-                                                            err.message, 400))
+        if ctx.credential is None:
+            raise AuthError(Kind.MISSING_AUTHENTICATION)
+        form = parse_form(body)
+    except GatewayError as err:
+        code, status, message = query_entry(err)
         return error(code, message, status)
-    if ctx.credential is None:
-        return error("MissingAuthenticationToken", "Request is missing Authentication Token",
-                     403)
-    try:
-        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    except UnicodeDecodeError:
-        return error("MalformedQueryString", "The request body is not valid UTF-8", 400)
     params = {**dict(request.query), **form}
     action = params.get("Action", "")
     cred = ctx.credential

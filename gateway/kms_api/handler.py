@@ -2,7 +2,7 @@
 
 Requests are SigV4-signed for service ``kms``; the body (a small JSON document) is read first so
 its hash can complete the canonical request (botocore signs KMS bodies without sending
-``x-amz-content-sha256``). Parameters arrive in AWS's CamelCase and become the keyword arguments
+``x-amz-content-sha256``; one sent must equal it). Parameters arrive in AWS's CamelCase and become the keyword arguments
 of the ``kms`` library's snake_case operations; blobs are base64 both ways. Failures are
 ``{"__type": ..., "message": ...}`` with the error's HTTP status.
 """
@@ -20,10 +20,10 @@ from typing import Any, Callable
 from aiohttp import web
 
 from gateway.context import request_id_of
-from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, read_signed_body,
-                                   target_operation)
+from gateway.errors import AuthError, GatewayError, Kind
+from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, parse_json_body,
+                                   read_signed_body, target_operation)
 from gateway.principal_info import PrincipalError, principal_for
-from gateway.s3.errors import S3Error
 from kms import errors as ke
 from kms.service import KMS
 
@@ -115,10 +115,10 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
         return _error("UnknownOperationException", "", 404)
     try:
         body, ctx = await read_signed_body(request, lookup, region, MAX_BODY)
-    except S3Error as err:
+        if ctx.credential is None:
+            raise AuthError(Kind.MISSING_AUTHENTICATION)
+    except GatewayError as err:
         return json_auth_error(err)
-    if ctx.credential is None:
-        return _error("MissingAuthenticationTokenException", "Missing Authentication Token")
     if ctx.region != region:
         if regions is not None and not regions(ctx.region):
             return _error("UnrecognizedClientException",
@@ -130,11 +130,9 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
     if method is None or not hasattr(kms, method):
         return _error("UnknownOperationException", "")
     try:
-        params = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return _error("SerializationException", "Malformed JSON body")
-    if not isinstance(params, dict):
-        return _error("SerializationException", "Malformed JSON body")
+        params = parse_json_body(body)
+    except GatewayError as err:
+        return json_auth_error(err)
     try:
         principal = principal_for(request, ctx)
     except PrincipalError as exc:     # fail closed: never a Caller missing an attribute

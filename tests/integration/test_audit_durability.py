@@ -25,7 +25,7 @@ from kms.audit.lookup import lookup_events
 from kms.audit.verify import DELETED, NO_OUTCOME, PRUNED, VALID, verify_trail
 from kms.crypto.verify_sig import verify_with_public_key
 from kms.errors import KMSInternalException
-from kms.model import Caller, KeyState
+from kms.model import Caller
 from kms.service import KMS
 from storage.fs import FSObjectStore
 

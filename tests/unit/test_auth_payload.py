@@ -5,7 +5,7 @@ import pytest
 
 from gateway.auth.payload import PayloadReader, read_body, strip_aws_chunked
 from gateway.auth.types import AuthContext
-from gateway.s3.errors import S3Error
+from gateway.errors import GatewayError, to_s3
 from tests.unit.test_auth_common import CRED, VECTORS, FakeStream, headers
 from tests.unit.test_chunked import AWS_BODY, SIGNING, SMALL, SMALL_DATA, _signed_trailer_body
 
@@ -30,9 +30,9 @@ def _split(b, n=7):
 
 
 async def _code(pieces, hdrs, auth, **kw):
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         await _read(pieces, hdrs, auth, **kw)
-    return e.value
+    return to_s3(e.value)
 
 
 async def test_raw_hex_with_crc32_header():
@@ -97,10 +97,10 @@ async def test_content_md5_and_sdk_algorithm_only():
 async def test_last_piece_held_until_verified():
     reader = PayloadReader(FakeStream([DATA[:10], DATA[10:]]), headers({}), ctx("0" * 64))
     got = []
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         async for piece in reader:
             got.append(piece)
-    assert e.value.code == "XAmzContentSHA256Mismatch"
+    assert to_s3(e.value).code == "XAmzContentSHA256Mismatch"
     assert b"".join(got) == DATA[:10]
 
 
@@ -128,9 +128,9 @@ async def test_sha256_mismatch_and_size_limit():
 
 async def test_read_body():
     assert await read_body(FakeStream([DATA]), headers({}), ctx(SHA), 100) == DATA
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         await read_body(FakeStream([DATA]), headers({}), ctx(SHA), 10)
-    assert e.value.code == "MaxMessageLengthExceeded"
+    assert to_s3(e.value).code == "MaxMessageLengthExceeded"
 
 
 def test_strip_aws_chunked():

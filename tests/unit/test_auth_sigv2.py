@@ -10,7 +10,7 @@ from botocore.credentials import Credentials
 
 from gateway.auth import authenticate
 from gateway.auth.sigv2 import canonical_resource
-from gateway.s3.errors import S3Error
+from gateway.errors import GatewayError, to_s3
 from tests.unit.test_auth_common import AKID, SECRET, headers, lookup
 
 AWS_CREDS = Credentials(AKID, SECRET)
@@ -60,9 +60,55 @@ def test_boto3_generate_presigned_url():
         parts = urlsplit(url)
         assert "AWSAccessKeyId=" in parts.query
         method = "GET" if op == "get_object" else "PUT"
-        hdrs = headers({"Host": parts.netloc, "Content-Type": "application/x-www-form-urlencoded"})
+        hdrs = headers({"Host": parts.netloc})
         ctx = authenticate(method, parts.path + "?" + parts.query, hdrs, lookup)
         assert ctx.method == "sigv2-query"
+        # Signed with no Content-Type: a request that sends one does not match (finding 15).
+        hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+        assert _err(method, parts.path + "?" + parts.query, hdrs,
+                    lookup).code == "SignatureDoesNotMatch"
+
+
+def test_presigned_content_type_and_md5_are_the_headers_sent():
+    url = "http://127.0.0.1:9000/bkt/k"
+    m, p, h = _sign(HmacV1QueryAuth(AWS_CREDS, expires=60), "PUT", url,
+                    {"Content-Type": "text/plain", "Content-MD5": "XrY7u+Ae7tCTyyK7j1rNww=="})
+    assert "content-type=text%2Fplain" in p
+    host = {"Host": h["Host"]}
+    authenticate(m, p, headers({**host, "Content-Type": "text/plain",
+                                "Content-MD5": "XrY7u+Ae7tCTyyK7j1rNww=="}), lookup)
+    # The query copy botocore writes does not stand in for a header the client leaves out.
+    assert _err(m, p, headers({**host, "Content-Type": "text/plain"}),
+                lookup).code == "SignatureDoesNotMatch"
+    assert _err(m, p, headers({**host, "Content-MD5": "XrY7u+Ae7tCTyyK7j1rNww=="}),
+                lookup).code == "SignatureDoesNotMatch"
+
+
+def test_presigned_expires_at_most_a_year_ahead():
+    now = time.time()
+    for expires, ok in ((364 * 86400, True), (366 * 86400, False)):
+        m, p, h = _sign(HmacV1QueryAuth(AWS_CREDS, expires=expires), "GET", "http://h/bkt/k")
+        if ok:
+            authenticate(m, p, headers({"Host": "h"}), lookup, clock=lambda: now)
+        else:
+            err = _err(m, p, headers({"Host": "h"}), lookup, clock=lambda: now)
+            assert err.code == "AccessDenied" and err.status == 403
+    m, p, h = _sign(HmacV1QueryAuth(AWS_CREDS, expires=60), "GET", "http://h/bkt/k")
+    huge = p.split("Expires=")[0] + "Expires=" + "9" * 5000
+    assert _err(m, huge, headers({"Host": "h"}), lookup).code == "AccessDenied"
+
+
+def test_added_amz_header_breaks_a_presigned_signature():
+    m, p, h = _sign(HmacV1QueryAuth(AWS_CREDS, expires=60), "PUT", "http://h/bkt/k")
+    hdrs = headers({"Host": "h", "x-amz-copy-source": "/bkt/secret"})
+    assert _err(m, p, hdrs, lookup).code == "SignatureDoesNotMatch"
+
+
+def test_header_bytes_that_are_not_utf8_are_signed_as_sent():
+    raw = "caf\udce9"            # the byte 0xE9 as aiohttp hands it over (surrogateescape)
+    m, p, h = _sign(HmacV1Auth(AWS_CREDS), "PUT", "http://h/bkt/k", {"x-amz-meta-a": "x"})
+    h2 = headers({**dict(h), "x-amz-meta-a": raw})
+    assert _err(m, p, h2, lookup).code == "SignatureDoesNotMatch"
 
 
 def test_vhost_bucket():
@@ -72,7 +118,7 @@ def test_vhost_bucket():
     pr = req.prepare()
     h = headers(dict(pr.headers.items()))
     authenticate("GET", "/k.txt", h, lookup, vhost_bucket="bkt")
-    with pytest.raises(S3Error):
+    with pytest.raises(GatewayError):
         authenticate("GET", "/k.txt", h, lookup)
 
 
@@ -92,9 +138,9 @@ def test_x_amz_date_empties_date_line():
 
 
 def _err(*a, **kw):
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         authenticate(*a, **kw)
-    return e.value
+    return to_s3(e.value)
 
 
 def test_negatives():

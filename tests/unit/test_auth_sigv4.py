@@ -8,6 +8,7 @@ from botocore.credentials import Credentials
 
 from gateway.auth import authenticate, peek_service
 from gateway.auth.sigv4 import canonical_query, canonical_uri
+from gateway.errors import GatewayError, to_s3
 from gateway.s3.errors import S3Error
 from tests.unit.test_auth_common import AKID, CRED, EPOCH, SECRET, VECTORS, headers, lookup
 
@@ -120,9 +121,9 @@ def test_botocore_kms_without_content_sha():
     assert peek_service(p, h) == "kms"
     ctx = authenticate(m, p, h, lookup, body_sha256=hashlib.sha256(body).hexdigest())
     assert (ctx.service, ctx.region) == ("kms", "eu-west-1")
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         authenticate(m, p, h, lookup, body_sha256=hashlib.sha256(b"other").hexdigest())
-    assert e.value.code == "SignatureDoesNotMatch"
+    assert to_s3(e.value).code == "SignatureDoesNotMatch"
 
 
 def test_peek_service():
@@ -142,9 +143,9 @@ def test_anonymous():
 # --- negatives -------------------------------------------------------------------------------
 
 def _code(*args, **kw) -> S3Error:
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         authenticate(*args, **kw)
-    return e.value
+    return to_s3(e.value)
 
 
 def test_bad_signature_fields():
@@ -263,3 +264,103 @@ def test_botocore_presign_expires_limit():
     authenticate(m, p, h, lookup)
     err = _code(m, p, h, lookup, clock=lambda: time.time() + 604801)
     assert err.message == "Request has expired"
+
+
+# --- every x-amz-* header is signed (finding 3) -----------------------------------------------
+
+def test_header_auth_names_every_unsigned_amz_header():
+    m, p, h = _botocore(S3SigV4Auth, "PUT", "http://h/b/k", {"x-amz-meta-a": "1"}, data=b"x")
+    authenticate(m, p, h, lookup)
+    h["x-amz-copy-source"] = "/b/secret"
+    h["X-Amz-Meta-B"] = "2"
+    h["x-amzn-trace-id"] = "Root=1"        # not x-amz-: SDKs leave it unsigned on purpose
+    err = _code(m, p, h, lookup)
+    assert (err.code, err.status) == ("AccessDenied", 403)
+    assert err.message == "There were headers present in the request which were not signed"
+    assert err.fields["HeadersNotSigned"] == "x-amz-copy-source, x-amz-meta-b"
+
+
+def test_presigned_refuses_unsigned_amz_headers_but_binds_content_sha256():
+    m, p, h = _botocore(S3SigV4QueryAuth, "PUT", "http://h/b/k")
+    authenticate(m, p, h, lookup)
+    for name in ("x-amz-copy-source", "x-amz-server-side-encryption-customer-key",
+                 "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-date"):
+        h2 = headers({**dict(h), name: "v"})
+        assert _code(m, p, h2, lookup).fields["HeadersNotSigned"] == name
+    # x-amz-content-sha256 unsigned is tolerated: it is the canonical request's payload line,
+    # so a value other than the one signed (UNSIGNED-PAYLOAD) breaks the signature.
+    ok = headers({**dict(h), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    authenticate(m, p, ok, lookup)
+    bad = headers({**dict(h), "x-amz-content-sha256": "a" * 64})
+    assert _code(m, p, bad, lookup).code == "SignatureDoesNotMatch"
+
+
+def test_presigned_with_signed_amz_header():
+    m, p, h = _botocore(S3SigV4QueryAuth, "PUT", "http://h/b/k",
+                        {"x-amz-server-side-encryption": "aws:kms"})
+    assert "x-amz-server-side-encryption" in p
+    authenticate(m, p, h, lookup)
+
+
+# --- non-S3 services sign the payload (finding 6) --------------------------------------------
+
+def _sha(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_botocore_presigned_sts_and_iam_verify_with_the_empty_body():
+    from botocore.auth import SigV4QueryAuth
+    for service in ("sts", "iam"):
+        req = AWSRequest(method="POST", url="http://h/",
+                         data={"Action": "GetCallerIdentity", "Version": "2011-06-15"})
+        SigV4QueryAuth(AWS_CREDS, service, "us-east-1", expires=60).add_auth(req)
+        prepared = req.prepare()
+        parts = urlsplit(prepared.url)
+        raw = parts.path + "?" + parts.query
+        h = headers({"Host": parts.netloc})
+        ctx = authenticate("POST", raw, h, lookup, body_sha256=_sha(b""))
+        assert (ctx.method, ctx.service, ctx.payload_hash) == ("sigv4-query", service, _sha(b""))
+        err = _code("POST", raw, h, lookup, body_sha256=_sha(b"Action=ListAccessKeys"))
+        assert err.code == "SignatureDoesNotMatch"
+        # The face must hash the body: without it nothing non-S3 verifies.
+        assert _code("POST", raw, h, lookup).code == "InvalidArgument"
+
+
+def test_non_s3_sent_content_sha256_must_be_the_body_hash():
+    body = b'{"KeyId":"alias/x"}'
+    m, p, h = _botocore(SigV4Auth, "POST", "http://h/", {
+        "X-Amz-Target": "TrentService.DescribeKey", "x-amz-content-sha256": _sha(body)},
+        data=body, service="kms")
+    ctx = authenticate(m, p, h, lookup, body_sha256=_sha(body))
+    assert ctx.payload_hash == _sha(body)
+    err = _code(m, p, h, lookup, body_sha256=_sha(b"{}"))
+    assert err.code == "XAmzContentSHA256Mismatch"
+    m, p, h = _botocore(SigV4Auth, "POST", "http://h/", {
+        "X-Amz-Target": "TrentService.DescribeKey", "x-amz-content-sha256": "UNSIGNED-PAYLOAD"},
+        data=body, service="kms")
+    assert _code(m, p, h, lookup, body_sha256=_sha(body)).code == "XAmzContentSHA256Mismatch"
+
+
+# --- bytes that are not UTF-8 (finding 17) ----------------------------------------------------
+
+def test_non_utf8_authorization_is_malformed():
+    m, p, h = _get_object_request(signature="\udcff" + "0" * 63)
+    err = _code(m, p, h, lookup, clock=lambda: EPOCH)
+    assert (err.code, err.status) == ("AuthorizationHeaderMalformed", 400)
+    h["Authorization"] = "AWS AKID:\udce9sig"
+    assert _code(m, p, h, lookup, clock=lambda: EPOCH).status == 400
+
+
+def test_non_utf8_signed_header_is_hashed_as_sent():
+    m, p, h = _botocore(S3SigV4Auth, "PUT", "http://h/b/k", {"x-amz-meta-a": "x"}, data=b"x")
+    h["x-amz-meta-a"] = "\udce9"
+    assert _code(m, p, h, lookup).code == "SignatureDoesNotMatch"
+    assert canonical_uri("/b/\udcff", "s3") == "/b/%FF"
+    assert canonical_uri("/\udcff", "kms") == "/%FF"
+
+
+def test_huge_expires_is_a_parameter_error():
+    m, p, h = _presigned(**{"X-Amz-Expires": "9" * 5000})
+    assert _code(m, p, h, lookup, clock=lambda: EPOCH).code == \
+        "AuthorizationQueryParametersError"

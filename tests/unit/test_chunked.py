@@ -7,7 +7,7 @@ import pytest
 from gateway.auth.chunked import MAX_CHUNK_SIZE, AwsChunkedDecoder
 from gateway.auth.sigv4 import signing_key
 from gateway.auth.types import StreamSigning
-from gateway.s3.errors import S3Error
+from gateway.errors import GatewayError, to_s3
 from tests.unit.test_auth_common import SECRET, VECTORS
 
 SMALL = bytes.fromhex(VECTORS["boto3_unsigned_trailer_body_hex"])
@@ -84,10 +84,10 @@ def test_aws_signed_vector_splits():
     lambda b: b.replace(b"b6c6ea8a", b"00000000"),             # final chunk signature
 ])
 def test_aws_signed_vector_tampered(mutate):
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         _run(mutate(AWS_BODY), [1000], signing=SIGNING, trailer_names=set(),
              expect_trailer_signature=False)
-    assert e.value.code == "SignatureDoesNotMatch"
+    assert to_s3(e.value).code == "SignatureDoesNotMatch"
 
 
 def _signed_trailer_body(trailer_value="ojUr7w==") -> bytes:
@@ -115,10 +115,10 @@ def test_signed_trailer():
         data, trailers = _run(body, [i], signing=SIGNING, trailer_names={"x-amz-checksum-crc32"},
                               expect_trailer_signature=True)
         assert data == SMALL_DATA and trailers == {"x-amz-checksum-crc32": "ojUr7w=="}
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         _run(_signed_trailer_body("AAAAAA=="), [], signing=SIGNING,
              trailer_names={"x-amz-checksum-crc32"}, expect_trailer_signature=True)
-    assert e.value.code == "SignatureDoesNotMatch"
+    assert to_s3(e.value).code == "SignatureDoesNotMatch"
 
 
 @pytest.mark.parametrize("body", [
@@ -154,15 +154,15 @@ def test_no_trailer_body():
     (b"1" * 5000, "IncompleteBody"),
 ])
 def test_malformed(body, code):
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         names = {"x-amz-checksum-crc32"} if code == "MalformedTrailerError" else set()
         _run(body, [len(body) // 3], signing=None, trailer_names=names,
              expect_trailer_signature=False)
-    assert e.value.code == code
+    assert to_s3(e.value).code == code
 
 
 def test_signed_requires_chunk_signature():
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(GatewayError) as e:
         _run(b"5\r\nhello\r\n0\r\n\r\n", [], signing=SIGNING, trailer_names=set(),
              expect_trailer_signature=False)
-    assert e.value.code == "IncompleteBody"
+    assert to_s3(e.value).code == "IncompleteBody"
