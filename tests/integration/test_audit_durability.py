@@ -24,6 +24,7 @@ from kms.audit.digest import write_digest
 from kms.audit.lookup import lookup_events
 from kms.audit.verify import DELETED, NO_OUTCOME, PRUNED, VALID, verify_trail
 from kms.crypto.verify_sig import verify_with_public_key
+from gateway.s3.router import parse_request
 from kms.errors import KMSInternalException
 from kms.model import Caller
 from kms.service import KMS
@@ -175,7 +176,7 @@ class _Request(dict):
 
 
 def _note(bucket: str, key: str, cred: Credential | None) -> dict:
-    return {"op": SimpleNamespace(operation="DeleteObject", bucket=bucket, key=key),
+    return {"op": parse_request("DELETE", f"/{bucket}/{key}", None, {}),
             "auth": SimpleNamespace(credential=cred, method="sigv4-header")}
 
 
