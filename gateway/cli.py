@@ -24,6 +24,7 @@ from aiohttp import web
 
 from gateway.config import Config, env_default
 from gateway.credentials import load_or_create_root
+from gateway.datadir import DataDirError, restrict_umask, secure_data_dir
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -137,7 +138,11 @@ def _ssl_context(cfg: Config) -> tuple[ssl.SSLContext, Path | None]:
 def serve(cfg: Config) -> int:
     from gateway.app import make_app
 
-    cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # only the server reads it
+    try:
+        secure_data_dir(cfg.data_dir)       # 0700, ours: only the server reads it
+    except (DataDirError, OSError) as exc:
+        print(f"coffer: {exc}", file=sys.stderr)
+        return 2
     root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
     scheme = "https" if cfg.tls else "http"
     ssl_ctx, ca = _ssl_context(cfg) if cfg.tls else (None, None)
@@ -182,7 +187,7 @@ def account(args: argparse.Namespace) -> int:
     from gateway.identity import IdentityStore
 
     data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     root = load_or_create_root(data_dir)
     store = IdentityStore.open(data_dir, key_file=Path(args.iam_key_file)
                                if args.iam_key_file else None)
@@ -206,6 +211,9 @@ def account(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything is created: whatever any subcommand (or a library under it) writes into
+    # a data dir is private to this user (gateway/datadir.py).
+    restrict_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":

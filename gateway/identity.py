@@ -173,7 +173,7 @@ def _check_path(path: str | None) -> str:
 
 
 def _load_key(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -224,6 +224,8 @@ class IdentityStore:
             raise ValueError(f"{key_file} is missing: stored access keys cannot be opened "
                              "(give its place with --iam-key-file / COFFER_IAM_KEY_FILE)")
         key = _load_key(key_file)
+        # SQLite gives -wal / -shm the database file's mode: create that 0600 first.
+        os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
         conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None,
                                timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -266,6 +267,8 @@ class SQLiteKeyStore:
         if con is None:
             if self._closed:
                 raise KMSInternalException("key store is closed")
+            # SQLite gives -wal / -shm the database file's mode: create that 0600 first.
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
             con = sqlite3.connect(self._path, timeout=30, isolation_level=None,
                                   check_same_thread=False)
             con.execute("PRAGMA journal_mode=WAL")

@@ -22,6 +22,7 @@ cost is one B-tree seek per common prefix, whatever the number of keys under it.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ class BucketIndex:
             return n
 
     def _connect(self) -> sqlite3.Connection:
+        # SQLite gives -wal / -shm the database file's mode: create that 0600 first.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         # The index is derived: after a crash it is rebuilt, so it need not fsync every commit.
