@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="close a connection that has not sent a complete request head "
                             "this long after connecting or after its previous response; also "
                             "the keep-alive idle limit (COFFER_HEADER_TIMEOUT, default 15)")
+    serve.add_argument("--body-timeout", type=_positive(float), metavar="SECONDS",
+                       default=env_default("body_timeout", "20"),
+                       help="fail a request (400 RequestTimeout) whose body stops arriving "
+                            "for this long (COFFER_BODY_TIMEOUT, default 20)")
     serve.add_argument("--max-connections", type=_positive(int), metavar="N",
                        default=env_default("max_connections", "1024"),
                        help="connections served at once; more wait in the listen backlog "
@@ -148,7 +152,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   default_encryption=args.default_encryption,
                   sse_c_require_tls=not args.sse_c_allow_http,
                   pkcs11_module=args.pkcs11_module, root_key=args.root_key,
-                  header_timeout=args.header_timeout, max_connections=args.max_connections,
+                  header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                  max_connections=args.max_connections,
                   **audit_config(args))
 
 
@@ -221,7 +226,7 @@ def serve(cfg: Config) -> int:
         print(f"coffer: {exc}", file=sys.stderr)
         return 2
     from gateway.listener import EdgeLimits
-    limits = EdgeLimits(header_timeout=cfg.header_timeout,
+    limits = EdgeLimits(header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
                         max_connections=_connection_budget(cfg.max_connections))
     root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
     scheme = "https" if cfg.tls else "http"

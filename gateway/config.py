@@ -40,6 +40,8 @@ class Config:
     # listen backlog. Finding 18 of issue 11: a dribbled head held a connection for 75 s.
     header_timeout: float = 15.0
     max_connections: int = 1024
+    # A request whose handler waits this long for body bytes fails with 400 RequestTimeout.
+    body_timeout: float = 20.0
     # Allowed difference between a request's signing time and ours (AWS: 15 minutes).
     max_clock_skew: float = 900.0
     max_object_size: int = 5 * 1024 ** 3

@@ -10,6 +10,11 @@ What a client can do here before any handler runs, and what bounds it:
                              end of the previous response (aiohttp's keep-alive timer, which also
                              runs while a head is only partly received); the connection is then
                              closed without an answer, as nginx does for ``client_header_timeout``
+    body ..................  a request whose handler waits for body bytes that do not come for
+                             ``body_timeout`` seconds fails with 400 RequestTimeout ("Your socket
+                             connection to the server was not read from or written to within
+                             the timeout period", S3 error table) and the connection closes;
+                             time the handler spends elsewhere (a KMS call) does not count
     head too large ........  a line over ``max_line_size`` / a field over ``max_field_size`` /
                              more than ``max_headers`` fields -> 400 RequestHeaderSectionTooLarge
     head malformed ........  400 BadRequest "An error occurred when parsing the HTTP request."
@@ -60,6 +65,7 @@ _TOO_LARGE = "Your request header section exceeds the maximum allowed size."
 class EdgeLimits:
     """The bounds of the edge (``coffer serve --header-timeout / --max-connections``)."""
     header_timeout: float = 15.0
+    body_timeout: float = 20.0
     max_connections: int = 1024
     backlog: int = 128
     max_line_size: int = MAX_HEAD_LINE
@@ -112,11 +118,15 @@ def _xml_response(request: web.BaseRequest, err: S3Error) -> web.Response:
 class EdgeRequestHandler(RequestHandler):
     """aiohttp's HTTP/1.1 connection, answering in S3 XML and telling its site when it closes."""
 
-    __slots__ = ("_closed",)
+    __slots__ = ("_closed", "_body_timeout", "_last_read", "_watchdog")
 
-    def __init__(self, *args, closed: asyncio.Future | None = None, **kwargs) -> None:
+    def __init__(self, *args, closed: asyncio.Future | None = None,
+                 body_timeout: float | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._closed = closed
+        self._body_timeout = body_timeout
+        self._last_read = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
         try:
@@ -126,6 +136,7 @@ class EdgeRequestHandler(RequestHandler):
                 self._closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        self._last_read = self._loop.time()
         super().data_received(data)
         # A framing error inside a body (a bad chunk size) is queued by aiohttp as the *next*
         # message, while the request reading that body waits for bytes that never come.
@@ -141,6 +152,39 @@ class EdgeRequestHandler(RequestHandler):
             payload.set_exception(S3Error("IncompleteBody"))
             payload.feed_eof()      # nothing more will come: aiohttp must not linger on it
             self.close()
+
+    async def _handle_request(self, request, start_time, request_handler):
+        if not self._body_timeout or request.content.is_eof():
+            return await super()._handle_request(request, start_time, request_handler)
+        self._watchdog = self._loop.call_later(self._body_timeout, self._check_body, request)
+        try:
+            return await super()._handle_request(request, start_time, request_handler)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
+
+    def _check_body(self, request: web.BaseRequest) -> None:
+        payload = request.content
+        if payload.is_eof() or payload.exception() is not None:
+            return
+        self._watchdog = None
+        assert self._body_timeout
+        now = self._loop.time()
+        # Only a handler blocked on the body is waiting for the client (aiohttp's StreamReader
+        # keeps that future private). One busy elsewhere has bytes buffered or has not asked
+        # yet, and reading may be paused by our own backpressure: the client's clock restarts.
+        if getattr(payload, "_waiter", None) is None:
+            self._last_read = now
+        idle = now - self._last_read
+        if idle < self._body_timeout:
+            self._watchdog = self._loop.call_later(max(self._body_timeout - idle, 0.05),
+                                                   self._check_body, request)
+            return
+        log.info("request body from %s stalled for %.0f s: RequestTimeout", request.remote, idle)
+        payload.set_exception(S3Error("RequestTimeout"))
+        payload.feed_eof()
+        self.close()
 
     def handle_error(self, request: web.BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
@@ -242,6 +286,7 @@ class LimitedSite(web.BaseSite):
         try:
             await loop.connect_accepted_socket(
                 lambda: EdgeRequestHandler(server, loop=loop, closed=closed,
+                                           body_timeout=self._limits.body_timeout,
                                            **self._handler_kwargs),
                 conn, ssl=self._ssl_context,
                 ssl_handshake_timeout=self._limits.header_timeout if self._ssl_context else None)
