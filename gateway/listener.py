@@ -41,9 +41,10 @@ import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from gateway.middleware import REQUEST_ID, render_error
 from gateway.s3.errors import S3Error
@@ -138,6 +139,13 @@ class EdgeRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
         super().data_received(data)
+        # A request line without a version is HTTP/0.9 to aiohttp, which would answer with an
+        # "HTTP/0.9" status line and headers (0.9 has neither): refuse it as unparseable.
+        for i, (msg, _) in enumerate(self._messages):
+            if isinstance(msg, RawRequestMessage) and msg.version < (1, 0):
+                err = BadHttpMessage("HTTP/0.9 request")
+                self._messages[i] = (_ErrInfo(status=400, exc=err, message=err.message),
+                                     EMPTY_PAYLOAD)
         # A framing error inside a body (a bad chunk size) is queued by aiohttp as the *next*
         # message, while the request reading that body waits for bytes that never come.
         # Fail that body instead, drop the queued error and close after the answer.

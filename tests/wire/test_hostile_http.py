@@ -170,6 +170,8 @@ MALFORMED = {
     "not-http": b"GARBAGE\r\n\r\n",
     "bad-method-token": b"G@T / HTTP/1.1\r\n" + H + b"\r\n",
     "http-9.9": b"GET / HTTP/9.9\r\n" + H + b"\r\n",
+    "http-0.9-no-version": b"GET /\r\n\r\n",
+    "no-space-before-version": b"GET /!HTTP/1.1\r\n" + H + b"\r\n",
     "bare-lf": b"GET / HTTP/1.1\nHost: x\n\n",
     "nul-in-value": b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n",
     "ctl-in-name": b"GET / HTTP/1.1\r\n" + H + b"X\x01A: a\r\n\r\n",
