@@ -224,8 +224,7 @@ class IdentityStore:
             raise ValueError(f"{key_file} is missing: stored access keys cannot be opened "
                              "(give its place with --iam-key-file / COFFER_IAM_KEY_FILE)")
         key = _load_key(key_file)
-        # SQLite gives -wal / -shm the database file's mode: create that 0600 first.
-        os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
+        _create_private(db_path)
         conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None,
                                timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -596,3 +595,13 @@ def _validate(document: str) -> None:
         parse_policy(document, kind="identity")
     except PolicyError as exc:
         raise ie.MalformedPolicyDocument(exc.message) from None
+
+
+def _create_private(path) -> None:
+    """Create the SQLite database file 0600 if it is missing (SQLite gives -wal / -shm the
+    database file's mode). Never opens an existing database: closing any descriptor of a file
+    drops every POSIX lock this process holds on it, including SQLite's."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass

@@ -53,8 +53,9 @@ __all__ = ["EdgeLimits", "LimitedSite", "handler_kwargs"]
 
 log = logging.getLogger("coffer.listener")
 
-# S3 caps the request head at 8 KiB (RequestHeaderSectionTooLarge carries MaxSizeAllowed 8192);
-# aiohttp's own defaults are one line / one field of 8190 bytes and 128 fields.
+# S3 names its head limit in RequestHeaderSectionTooLarge (MaxSizeAllowed 8192). Bounded here
+# per line and per field (aiohttp's 8190 bytes each) and by count (128 fields) rather than as an
+# 8 KiB total, which long presigned URLs plus a session token can exceed.
 MAX_HEAD_LINE = 8190
 MAX_HEADERS = 128
 

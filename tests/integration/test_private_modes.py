@@ -105,3 +105,30 @@ def test_secure_data_dir_tightens_what_was_left_loose(tmp_path, umask_000):
 def test_secure_data_dir_creates_a_private_dir(tmp_path, umask_000):
     secure_data_dir(tmp_path / "new" / "data")
     assert stat.S_IMODE((tmp_path / "new" / "data").stat().st_mode) == 0o700
+
+
+def test_private_create_keeps_sqlite_locks_of_other_connections(tmp_path):
+    """Creating the database 0600 must never open an existing one: closing any descriptor of
+    a file drops this process's POSIX locks on it, so another process closing its connection
+    would think it was the last, checkpoint and delete the -wal / -shm under our feet (seen as
+    "disk I/O error" in the server while `coffer kms key-usage` ran against its data dir)."""
+    import subprocess
+    import sys
+    import threading
+
+    with KMS.open(tmp_path) as kms:
+        kid = kms.create_key(ALICE)["KeyMetadata"]["KeyId"]
+
+        def other_thread() -> None:         # a second connection of this process
+            kms.describe_key(ALICE, kid)
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join()
+        db = tmp_path / "kms" / "kms.db"
+        subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect("
+                        "sys.argv[1]); c.execute('SELECT count(*) FROM keys').fetchone(); "
+                        "c.close()", str(db)], check=True, timeout=60)
+        assert db.with_name("kms.db-wal").exists()
+        for _ in range(3):
+            kms.create_key(ALICE)
+        assert len(kms.list_keys(ALICE)["Keys"]) == 4
