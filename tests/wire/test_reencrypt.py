@@ -17,14 +17,16 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from kms.audit import read_trail
 from tests.wire.conftest import make_client
-from tests.wire.sse_helpers import MiB, new_key, sidecar
+from tests.wire.sse_helpers import MiB, new_key, sidecar, with_headers
 
 pytestmark = pytest.mark.wire
 
@@ -93,6 +95,19 @@ def test_copy_in_place_keeps_headers_metadata_and_checksums(s3, kms, bucket, srv
                    ServerSideEncryption="AES256")
     assert _head(s3, bucket, "doc")["ChecksumSHA256"] == sha
     assert sidecar(srv, bucket, "doc")["meta"]["checksums"] == {"SHA256": sha}
+    # x-amz-checksum-algorithm picks another algorithm; an unknown one is a 400.
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    out = s3.copy_object(Bucket=bucket, Key="doc", CopySource={"Bucket": bucket, "Key": "doc"},
+                         ServerSideEncryption="aws:kms", SSEKMSKeyId=key["Arn"],
+                         ChecksumAlgorithm="CRC32")
+    assert out["CopyObjectResult"]["ChecksumCRC32"] == crc
+    assert _head(s3, bucket, "doc")["ChecksumCRC32"] == crc
+    with pytest.raises(ClientError) as ei:
+        with_headers(make_client(srv), "CopyObject",
+                     {"x-amz-checksum-algorithm": "MD4"}).copy_object(
+            Bucket=bucket, Key="doc", CopySource={"Bucket": bucket, "Key": "doc"},
+            ServerSideEncryption="AES256")
+    assert ei.value.response["Error"]["Code"] == "InvalidRequest"
 
 
 def test_copy_in_place_of_a_multipart_object_keeps_its_data(s3, kms, bucket):
