@@ -9,6 +9,7 @@
     coffer audit digest|verify|tail|lookup    the audit trail (gateway/audit_cli.py)
     coffer kms backup|restore                 KMS snapshots (gateway/kms_backup_cli.py)
     coffer s3 encryption-report               SSE mode/key/version per bucket
+    coffer s3 reencrypt --bucket B (--to-key K | --to-sse-s3)   (gateway/reencrypt.py)
     coffer --version
 
 Flags of ``serve`` follow DESIGN.md "Data dir and command line"; each has a ``COFFER_<NAME>``
@@ -130,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_serve_arguments(serve)
     add_audit_parser(sub, _data_dir_arg)
     from gateway.encryption_report import add_s3_parser
-    add_s3_parser(sub, _data_dir_arg)
+    from gateway.reencrypt import add_parser as add_reencrypt_parser
+    add_reencrypt_parser(add_s3_parser(sub, _data_dir_arg))
     return parser
 
 
@@ -331,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from gateway.demo import run as demo
         return demo(args)
+    if args.command == "s3" and args.s3_command == "reencrypt":
+        from gateway.reencrypt import run as reencrypt
+        return reencrypt(args)
     if args.command == "s3":
         from gateway.encryption_report import run as s3_admin
         return s3_admin(args)

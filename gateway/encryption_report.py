@@ -133,8 +133,9 @@ def _table(report: dict[str, Any]):
     return table
 
 
-def add_s3_parser(sub, data_dir_arg) -> None:
-    s3 = sub.add_parser("s3", help="object store reports (offline, read-only)")
+def add_s3_parser(sub, data_dir_arg):
+    """``coffer s3``; returns its subparsers so other actions (reencrypt) can join."""
+    s3 = sub.add_parser("s3", help="object store reports (offline) and re-encryption")
     s3_sub = s3.add_subparsers(dest="s3_command", metavar="ACTION")
     report = s3_sub.add_parser(
         "encryption-report", help="objects and bytes per bucket by SSE mode, KMS key and key "
@@ -144,11 +145,13 @@ def add_s3_parser(sub, data_dir_arg) -> None:
         "KMS key ARN and key version. Nothing is decrypted.")
     data_dir_arg(report)
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return s3_sub
 
 
 def run(args: argparse.Namespace) -> int:
     if args.s3_command != "encryption-report":
-        print("usage: coffer s3 encryption-report [--data-dir DIR] [--json]", file=sys.stderr)
+        print("usage: coffer s3 {encryption-report,reencrypt} ... (coffer s3 --help)",
+              file=sys.stderr)
         return 2
     data_dir = Path(args.data_dir)
     if not (data_dir / "s3").is_dir():

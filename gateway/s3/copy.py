@@ -3,7 +3,11 @@
 The source is read through the same reader a GET uses and streamed into a new writer, so a
 copy is as atomic as a PUT. ``x-amz-metadata-directive`` COPY keeps the source's content
 headers and user metadata; REPLACE takes them from the request. Copying an object onto itself
-is refused unless something changes (S3: "This copy request is illegal...").
+is refused unless something changes (S3: "This copy request is illegal..."); a change of
+encryption counts, which is how S3 documents re-encrypting an object in place
+(``coffer s3 reencrypt`` relies on it). The source's checksum algorithms carry over, recomputed
+over the copied plaintext and sealed under the new data key (API_CopyObject,
+x-amz-checksum-algorithm: "that checksum value will be copied to the new object by default").
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
+from gateway.auth.checksums import make_checksum, normalize_algorithm
 from gateway.s3.common import S3Call, meta_from_headers, quote_etag, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.object_get import check_preconditions
@@ -23,6 +28,7 @@ from gateway.s3.xml import iso8601, render
 from gateway.sse.envelope import decrypt_stream
 from gateway.sse.envelope import response_headers as sse_response_headers
 from gateway.sse.headers import H, parse_customer_key
+from gateway.sse.record import checksum_algorithms
 from storage import errors as se
 from storage.base import ObjectReader
 
@@ -89,10 +95,29 @@ async def source_plaintext(call: S3Call, reader: ObjectReader, source: tuple[str
                           _CHUNK)
 
 
-async def md5_stream(chunks: AsyncIterator[bytes], md5) -> AsyncIterator[bytes]:
+async def md5_stream(chunks: AsyncIterator[bytes], md5, checksums=()) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         md5.update(chunk)
+        for running in checksums:
+            running.update(chunk)
         yield chunk
+
+
+def _copy_checksums(headers, source_meta) -> list[str]:
+    """The algorithms the copy gets: x-amz-checksum-algorithm, else the source's. A multipart
+    source's COMPOSITE checksum cannot describe the single-part copy, so every value is
+    recomputed over the copied plaintext as a FULL_OBJECT checksum; this also needs no key to
+    open the source's sealed values (the algorithm names are not secret)."""
+    asked = headers.get("x-amz-checksum-algorithm")
+    if asked is None:
+        return sorted({a for a in map(normalize_algorithm, checksum_algorithms(source_meta))
+                       if a})
+    alg = normalize_algorithm(asked)
+    if alg is None:
+        raise S3Error("InvalidRequest", "Checksum algorithm provided is unsupported. Please "
+                      "try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, "
+                      "SHA256]")
+    return [alg]
 
 
 def _asks_for_encryption(headers) -> bool:
@@ -127,7 +152,9 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
         settings = await resolve_write_settings(call, call.bucket)
         await check_write_preconditions(call)
         md5 = hashlib.md5()
-        plain = md5_stream(await source_plaintext(call, reader, source, 0, src.size), md5)
+        running = {alg: make_checksum(alg) for alg in _copy_checksums(headers, src.meta)}
+        plain = md5_stream(await source_plaintext(call, reader, source, 0, src.size), md5,
+                           tuple(running.values()))
         chunks, sealer = await sealed_stream(call, settings, plain)
         try:
             writer = await call.store.open_writer(call.bucket, call.key)
@@ -135,10 +162,12 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
             raise storage_error(exc, call.bucket, call.key) from exc
 
         def finish():
-            meta["checksums"] = {}
+            meta["checksums"] = {alg: c.b64() for alg, c in running.items()}
+            meta["checksum_type"] = "FULL_OBJECT" if running else None
             if sealer is None:
                 return md5.hexdigest(), meta
             meta["sse"] = sealer.object_record()
+            sealer.seal_checksums(meta)     # SSE-KMS / SSE-C: nothing of the plaintext in clear
             return sse_etag(meta["sse"], md5.hexdigest()), meta, sealer.plain_size
 
         try:
@@ -147,8 +176,11 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
             raise storage_error(exc, call.bucket, call.key) from exc
     finally:
         await reader.close()
+    # The caller just read the plaintext, so the checksums go back to it, sealed or not.
     body = render("CopyObjectResult", {"LastModified": iso8601(info.last_modified),
-                                       "ETag": quote_etag(info.etag)})
+                                       "ETag": quote_etag(info.etag),
+                                       **{f"Checksum{alg}": c.b64()
+                                          for alg, c in running.items()}})
     return xml_response(body, headers=sse_response_headers(
         info.meta.get("sse"), settings.customer if settings else None))
 
