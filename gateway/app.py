@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from gateway import auth
 from gateway.audit_trail import AUDIT, AuditTrail
@@ -26,7 +26,8 @@ from gateway.iam_api.handler import handle_iam
 from gateway.identity import IdentityStore
 from gateway.key_usage import deletion_warning
 from gateway.kms_api.handler import handle_kms
-from gateway.middleware import error_middleware, on_prepare
+from gateway.context import CONTEXT, RequestContext
+from gateway.middleware import error_middleware, new_request_id, on_prepare, render_error
 from gateway.s3.dispatch import S3Services, handle_s3
 from gateway.s3.errors import S3Error
 from gateway.regions import region_allowed
@@ -119,6 +120,20 @@ async def _kms_scheduler(kms: KMS, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` as aiohttp does it; any other expectation is 417 in S3 XML.
+    aiohttp's own handler echoes the header into a text it then fails to encode when the
+    value holds non-UTF-8 bytes (a 500 before any middleware runs)."""
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        if request.version == HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        return None
+    request[CONTEXT] = RequestContext(request_id=new_request_id())
+    return render_error(request, S3Error("InvalidRequest", "The Expect header value is not "
+                                         "supported", status=417))
+
+
 def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 ** 2)
     app[CONFIG] = cfg
@@ -180,7 +195,7 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     app.cleanup_ctx.append(kms_ctx)
     app.on_response_prepare.append(on_prepare)
     app.on_response_prepare.append(app[AUDIT].on_prepare)
-    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch, expect_handler=_expect)
     return app
 
 

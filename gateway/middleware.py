@@ -23,7 +23,7 @@ from gateway.errors import GatewayError
 from gateway.s3.errors import S3Error
 from storage.errors import StorageError
 
-__all__ = ["error_middleware", "on_prepare", "render_error", "render_neutral"]
+__all__ = ["error_middleware", "on_prepare", "render_error", "render_neutral", "new_request_id"]
 
 log = logging.getLogger("coffer.gateway")
 
@@ -31,7 +31,7 @@ _IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
 _STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
-def _new_request_id() -> str:
+def new_request_id() -> str:
     return secrets.token_hex(8).upper()
 
 
@@ -87,7 +87,7 @@ _HTTP_CODES = {400: "InvalidRequest", 404: "NoSuchKey", 405: "MethodNotAllowed",
 
 @web.middleware
 async def error_middleware(request: web.Request, handler):
-    request[CONTEXT] = RequestContext(request_id=_new_request_id())
+    request[CONTEXT] = RequestContext(request_id=new_request_id())
     try:
         return await handler(request)
     except S3Error as err:
@@ -113,7 +113,7 @@ async def error_middleware(request: web.Request, handler):
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    request_id = request_id_of(request) or _new_request_id()
+    request_id = request_id_of(request) or new_request_id()
     response.headers["x-amz-request-id"] = request_id
     response.headers["x-amz-id-2"] = base64.b64encode(request_id.encode()).decode()
     response.headers["Server"] = "Coffer"

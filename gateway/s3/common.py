@@ -99,6 +99,18 @@ def storage_error(exc: se.StorageError, bucket: str | None = None,
     return S3Error("InternalError")
 
 
+def _text(name: str, value: str) -> str:
+    """A header value that goes into the object's record. aiohttp hands bytes that are not
+    UTF-8 over as lone surrogates, which no record (JSON, UTF-8) can hold: refuse them with a
+    400 rather than fail at the commit."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise S3Error("InvalidArgument", "Header value cannot be represented using UTF-8.",
+                      ArgumentName=name[:64].encode("utf-8", "replace").decode()) from None
+    return value
+
+
 def meta_from_headers(headers: Any) -> dict[str, Any]:
     """The stored record's content headers and user metadata, from request headers."""
     user: dict[str, str] = {}
@@ -106,7 +118,8 @@ def meta_from_headers(headers: Any) -> dict[str, Any]:
     for name, value in headers.items():
         lname = name.lower()
         if lname.startswith("x-amz-meta-"):
-            short = lname[len("x-amz-meta-"):]
+            short = _text(name, lname[len("x-amz-meta-"):])
+            value = _text(name, value)
             user[short] = value if short not in user else f"{user[short]},{value}"
             size += len(short.encode()) + len(value.encode())
     if size > USER_META_LIMIT:
@@ -117,11 +130,14 @@ def meta_from_headers(headers: Any) -> dict[str, Any]:
         if name == "Content-Encoding":
             value = strip_aws_chunked(value)
         if value is not None:
-            stored[name] = value
+            stored[name] = _text(name, value)
     storage_class = headers.get("x-amz-storage-class", "STANDARD")
     if storage_class not in _STORAGE_CLASSES:
         raise S3Error("InvalidStorageClass", StorageClassRequested=storage_class)
-    return {"content_type": headers.get("Content-Type"), "headers": stored, "user": user,
+    content_type = headers.get("Content-Type")
+    if content_type is not None:
+        content_type = _text("Content-Type", content_type)
+    return {"content_type": content_type, "headers": stored, "user": user,
             "storage_class": storage_class}
 
 
