@@ -175,7 +175,8 @@ class _Request(dict):
 
 
 def _note(bucket: str, key: str, cred: Credential | None) -> dict:
-    return {"op": SimpleNamespace(operation="DeleteObject", bucket=bucket, key=key),
+    return {"op": SimpleNamespace(name="DeleteObject", operation="DeleteObject", bucket=bucket, key=key,
+                                data_event=True),
             "auth": SimpleNamespace(credential=cred, method="sigv4-header")}
 
 
