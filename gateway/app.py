@@ -164,6 +164,7 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
         kms.region_allowed = lambda r: region_allowed(cfg, r)
         kms.deletion_probe = lambda arn: deletion_warning(cfg.data_dir / "s3", arn)
         kms.principal_exists = app[IDENTITY].principal_exists
+        kms.principal_id = app[IDENTITY].principal_user_id
         app[ENVELOPE] = Envelope(kms, region=cfg.region, bucket_key_ttl=cfg.bucket_key_ttl)
         scheduler = asyncio.create_task(_kms_scheduler(kms, cfg.scheduler_interval))
         digester = asyncio.create_task(app[AUDIT].digest_loop(kms, audit_dir,

@@ -325,6 +325,23 @@ class IdentityStore:
         with self._lock:
             return User(*self._user_row(self._db, account_id, user_name))
 
+    def principal_user_id(self, principal_arn: str) -> str | None:
+        """The unique id (``AIDA...``) of the user ``principal_arn`` names by its canonical
+        ARN, else None: what a policy or grant naming the user saves beside itself, so that
+        a user re-created under the name later does not match (kms.iam.policy, "Principals
+        saved as unique ids")."""
+        try:
+            arn = parse_arn(principal_arn)
+        except ARNError:
+            return None
+        if arn.service != "iam" or not arn.resource.startswith("user/"):
+            return None
+        try:
+            user = self.get_user(arn.account, arn.resource.rsplit("/", 1)[1])
+        except ie.NoSuchEntity:
+            return None
+        return user.user_id if user.arn == principal_arn else None
+
     def principal_exists(self, principal_arn: str) -> bool:
         """Whether a user/role principal ARN names a stored principal by its canonical ARN.
 

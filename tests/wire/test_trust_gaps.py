@@ -175,3 +175,87 @@ def test_s3_record_carries_per_key_decisions_of_delete_objects(srv, iam, account
     (rec,) = [r for r in _records(srv) if r.get("requestID") == rid]
     assert [d["action"] for d in rec["authorizationDecisions"]] == ["s3:GetObject",
                                                                     "s3:ListBucket"]
+
+
+# -- a re-created user inherits nothing ------------------------------------------------------
+
+def _recreate(iam, name: str) -> tuple[str, str]:
+    """Delete the user ``name`` (keys and policies first) and create it again."""
+    for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+        iam.delete_access_key(UserName=name, AccessKeyId=k["AccessKeyId"])
+    for p in iam.list_user_policies(UserName=name)["PolicyNames"]:
+        iam.delete_user_policy(UserName=name, PolicyName=p)
+    iam.delete_user(UserName=name)
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def test_recreated_user_inherits_nothing_from_key_policy_bucket_policy_or_grant(srv, iam,
+                                                                                account):
+    """Before: the new user under the old name was allowed by all three."""
+    name, arn, key, secret = _user(srv, iam)
+    kms = make_client(srv, "kms")
+    s3 = make_client(srv)
+    root = f"arn:aws:iam::{account}:root"
+    key_policy = _doc(
+        {"Sid": "admin", "Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*",
+         "Resource": "*"},
+        {"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": arn},
+         "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"})
+    named = kms.create_key(Policy=key_policy)["KeyMetadata"]["KeyId"]
+    granted = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.create_grant(KeyId=granted, GranteePrincipal=arn, Operations=["Encrypt"])
+    bucket = f"re-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="doc", Body=b"for the old user", ServerSideEncryption="AES256")
+    bucket_policy = _doc({"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": arn},
+                          "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"})
+    s3.put_bucket_policy(Bucket=bucket, Policy=bucket_policy)
+
+    old_kms = make_client(srv, "kms", key, secret)
+    old_s3 = make_client(srv, "s3", key, secret)
+    old_kms.encrypt(KeyId=named, Plaintext=b"x")
+    old_kms.encrypt(KeyId=granted, Plaintext=b"x")
+    assert old_s3.get_object(Bucket=bucket, Key="doc")["Body"].read() == b"for the old user"
+
+    key2, secret2 = _recreate(iam, name)
+    assert iam.get_user(UserName=name)["User"]["Arn"] == arn        # the same ARN
+    new_kms = make_client(srv, "kms", key2, secret2)
+    new_s3 = make_client(srv, "s3", key2, secret2)
+    for call in (lambda: new_kms.encrypt(KeyId=named, Plaintext=b"x"),
+                 lambda: new_kms.encrypt(KeyId=granted, Plaintext=b"x"),
+                 lambda: new_s3.get_object(Bucket=bucket, Key="doc")):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_code(exc) in ("AccessDenied", "AccessDeniedException")
+    # The documents read back as they were saved.
+    assert json.loads(kms.get_key_policy(KeyId=named, PolicyName="default")["Policy"]) == \
+        json.loads(key_policy)
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(bucket_policy)
+    # Saving the policy again names the new user: it is allowed from then on.
+    kms.put_key_policy(KeyId=named, PolicyName="default", Policy=key_policy)
+    new_kms.encrypt(KeyId=named, Plaintext=b"x")
+    s3.put_bucket_policy(Bucket=bucket, Policy=bucket_policy)
+    assert new_s3.get_object(Bucket=bucket, Key="doc")["Body"].read() == b"for the old user"
+
+
+def test_recreated_user_is_not_exempted_by_a_not_principal_naming_the_old_one(srv, iam,
+                                                                               account):
+    """A Deny + NotPrincipal listing the old user spared it; the new one is not spared."""
+    name, arn, key, secret = _user(srv, iam, [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}])
+    s3 = make_client(srv)
+    bucket = f"np-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    s3.put_bucket_policy(Bucket=bucket, Policy=_doc(
+        {"Effect": "Deny", "NotPrincipal": {"AWS": [arn, f"arn:aws:iam::{account}:root"]},
+         "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}))
+    assert make_client(srv, "s3", key, secret).get_object(Bucket=bucket, Key="k")
+    key2, secret2 = _recreate(iam, name)
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=_doc(
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}))
+    with pytest.raises(ClientError) as exc:
+        make_client(srv, "s3", key2, secret2).get_object(Bucket=bucket, Key="k")
+    assert error_code(exc) == "AccessDenied"
