@@ -21,8 +21,10 @@ from gateway.auth.types import Credential
 from gateway.cloudtrail_api.handler import handle_cloudtrail
 from gateway.config import Config
 from gateway.credentials import load_or_create_root
-from gateway.errors import GatewayError, to_s3
+from gateway.context import request_id_of
+from gateway.errors import GatewayError, query_error_response, to_s3
 from gateway.iam_api.handler import handle_iam
+from gateway.iam_api.xml import STS_NS
 from gateway.identity import IdentityStore
 from gateway.key_usage import deletion_warning
 from gateway.kms_api.handler import handle_kms
@@ -74,8 +76,14 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await handle_kms(request, request.app[KMS_SERVICE], lookup, cfg.region,
                                 regions=lambda r: region_allowed(cfg, r))
     if service in ("iam", "sts"):
-        response = await handle_iam(request, request.app[IDENTITY], lookup, cfg.region, service)
-        await request.app[AUDIT].record_iam(request, response)
+        trail = request.app[AUDIT]
+        response = await handle_iam(request, request.app[IDENTITY], lookup, cfg.region, service,
+                                    audit=trail)
+        if not await trail.record_iam(request, response):
+            # Fail closed: no success is reported without its durable outcome record.
+            return query_error_response("ServiceFailure", "An internal error occurred", 500,
+                                        request_id_of(request), sender=False,
+                                        **({"namespace": STS_NS} if service == "sts" else {}))
         return response
     if service == "cloudtrail":
         return await handle_cloudtrail(request, cfg.data_dir / "audit", lookup, cfg.region,
@@ -161,6 +169,7 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
     app[AUDIT] = AuditTrail(trail_sink, region=cfg.region, fail_open=cfg.audit_fail_open,
                             retention_days=cfg.audit_retention_days)
     app[STORE] = app[AUDIT].wrap_store(app[STORE])     # intent records before S3 commits
+    app[AUDIT].bind_identity(identity)                 # ... and before IAM commits
 
     async def kms_ctx(app: web.Application):
         kms = KMS.open(cfg.data_dir, region=cfg.region, audit=trail_sink,
@@ -170,6 +179,7 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
         kms.region_allowed = lambda r: region_allowed(cfg, r)
         kms.deletion_probe = lambda arn: deletion_warning(cfg.data_dir / "s3", arn)
         kms.principal_exists = app[IDENTITY].principal_exists
+        kms.principal_id = app[IDENTITY].principal_user_id
         app[ENVELOPE] = Envelope(kms, region=cfg.region, bucket_key_ttl=cfg.bucket_key_ttl)
         scheduler = asyncio.create_task(_kms_scheduler(kms, cfg.scheduler_interval))
         digester = asyncio.create_task(app[AUDIT].digest_loop(kms, audit_dir,

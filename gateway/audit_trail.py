@@ -23,6 +23,14 @@ The S3 audit contract (issue 11; DESIGN.md "Audit"):
   limited per source IP (``kms.audit.flood.FailureLimiter``: the first 10 a minute in full,
   then one summary record), so one client cannot fill the disk or make the server fsync per
   request.
+* IAM and STS (``record_iam``, ``bind_identity``, ``iam_call``): the same contract. The
+  identity store calls ``before_commit`` inside every write transaction; while an IAM
+  operation runs, that writes the request's intent record durably first, and an intent that
+  cannot be written rolls the change back (ServiceFailure, 500). The outcome record names the
+  intent; an outcome that cannot be written turns the response into ServiceFailure.
+* ``on_prepare`` never lets a record failure become aiohttp's plain-text 500: inside a
+  handler it raises InternalError for the S3 face to render; after the handler (aiohttp
+  preparing a returned response) it aborts the connection.
 * Retention (``--audit-retention-days``): each digest run prunes trail files older than the
   retention that an earlier digest covers, recording them in the signed chain
   (``kms.audit.digest``), so ``coffer audit verify`` tells pruned from deleted.
@@ -30,12 +38,14 @@ The S3 audit contract (issue 11; DESIGN.md "Audit"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from aiohttp import web
 
@@ -47,9 +57,10 @@ from kms.audit.encode import FIELD_BOUNDS, bounded
 from kms.audit.events import EVENT_VERSION, identity_type, intent_record
 from kms.audit.flood import FailureLimiter
 from kms.crypto.verify_sig import fingerprint, public_der_to_pem
+from kms.iam import errors as ie
 from kms.model import Caller
 
-__all__ = ["AuditTrail", "KMSDigestSigner", "AUDIT_ACCOUNT", "AUDIT"]
+__all__ = ["AuditTrail", "KMSDigestSigner", "IAMIntentError", "AUDIT_ACCOUNT", "AUDIT"]
 
 log = logging.getLogger("coffer.audit")
 
@@ -63,6 +74,10 @@ AUDIT = web.AppKey("audit_trail", object)
 _S3_HEADERS = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
                "x-amz-server-side-encryption-bucket-key-enabled", "x-amz-copy-source",
                "x-amz-storage-class")
+# Bounds of a record's authorizationDecisions (a 1000-key DeleteObjects decides 1000 times):
+# 32 entries of at most ~1.3 KB keep the record well under kms.audit.encode.MAX_RECORD.
+_MAX_DECISIONS = 32
+_DECISION_RESOURCE = 1100          # "arn:aws:s3:::" + a 63-byte bucket + a 1024-byte key
 _IAM_SECRET_PARAMS = ("password", "secret", "privatekey", "token", "sshpublickeybody")
 
 
@@ -82,6 +97,18 @@ def _user_identity(cred) -> dict[str, Any]:
     if kind == "IAMUser":
         out["userName"] = cred.user_name or resource.split("/")[-1]
     return out
+
+
+class IAMIntentError(ie.IAMError):
+    """The intent record of an IAM state change could not be written: the change was rolled
+    back (ServiceFailure, 500, as IAM answers an internal failure)."""
+
+    code = "ServiceFailure"
+    status = 500
+    sender = False
+
+    def __init__(self) -> None:
+        super().__init__("An internal error occurred")
 
 
 class KMSDigestSigner:
@@ -131,6 +158,7 @@ class AuditTrail:
         self.retention_days = retention_days
         self.limiter = limiter or FailureLimiter(region=region)
         self._signer: KMSDigestSigner | None = None
+        self._iam_active = threading.local()     # (request, note) of the IAM call running
 
     def wrap_store(self, store):
         """The ObjectStore with this trail's intent records before its commit points."""
@@ -230,6 +258,15 @@ class AuditTrail:
         })
         if "decision" in note:
             rec["authorizationDecision"] = note["decision"]
+        if note.get("decisions"):
+            # Every decision the stage made (DeleteObjects' per-key s3:DeleteObject, the
+            # s3:ListBucket check behind NoSuchKey/AccessDenied), bounded: at most
+            # _MAX_DECISIONS entries, each resource cut like an object key, and the total.
+            rec["authorizationDecisions"] = [
+                {**d, "resource": bounded(str(d.get("resource", "")), _DECISION_RESOURCE)}
+                for d in note["decisions"][:_MAX_DECISIONS]]
+            rec["authorizationDecisionCount"] = note.get("decision_count",
+                                                         len(note["decisions"]))
         if note.get("intent_id"):
             rec["intentEventID"] = note["intent_id"]
         return rec
@@ -255,6 +292,8 @@ class AuditTrail:
             "eventType": "AwsApiCall", "managementEvent": True,
             "recipientAccountId": cred.account_id, "eventCategory": "Management",
         })
+        if note.get("intent_id"):
+            rec["intentEventID"] = note["intent_id"]
         return rec
 
     async def audited_s3(self, request: web.Request,
@@ -322,22 +361,81 @@ class AuditTrail:
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """A handler that streams its response prepares it itself: record the request now,
-        before the status line goes out (fail-closed: a record that cannot be written turns
-        the response into an InternalError)."""
+        before the status line goes out (fail-closed).
+
+        A record that cannot be written must never become aiohttp's plain-text 500:
+
+        * inside the handler (``audited_s3`` is running: the handler called ``prepare``),
+          raise InternalError; the error middleware answers it as S3 XML (HEAD: no body);
+        * outside it (aiohttp preparing a response the middleware chain returned, where an
+          exception would be rendered by aiohttp itself), nothing can answer any more: the
+          status line is about to go out, so the connection is aborted instead and the
+          client sees a failure, never a success without its record."""
         note = context_of(request).audit
         if not note or note.get("kind") != "s3" or note.get("recorded"):
             return
         note["recorded"] = True
         ok = await self.emit(self.s3_record(request, note, response, None))
-        if not ok and not self.fail_open:
+        if ok or self.fail_open:
+            return
+        if CURRENT_REQUEST.get() is not None:
             from gateway.s3.errors import S3Error
             raise S3Error("InternalError")
+        log.error("request %s: record not written as its response went out; connection "
+                  "aborted", request_id_of(request))
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("audit record not written")
 
-    async def record_iam(self, request: web.Request, response: web.StreamResponse) -> None:
+    # -- IAM / STS: intent before the identity store's commit --------------------------------
+
+    def bind_identity(self, store) -> None:
+        """Make ``store`` (gateway.identity.IdentityStore) write the running IAM request's
+        intent record inside each write transaction, before its COMMIT."""
+        store.before_commit = self._iam_before_commit
+
+    @contextlib.contextmanager
+    def iam_call(self, request: web.Request, note: dict[str, Any]) -> Iterator[None]:
+        """While an IAM operation runs (in its worker thread), commits in this thread are
+        the request's: the first one writes its intent record first (``bind_identity``)."""
+        outer = getattr(self._iam_active, "call", None)
+        self._iam_active.call = (request, note)
+        try:
+            yield
+        finally:
+            self._iam_active.call = outer
+
+    def _iam_before_commit(self) -> None:
+        """Called by the identity store just before COMMIT (in the committing thread).
+        Raises ``IAMIntentError`` (rolling the change back) when the intent record cannot be
+        made durable, unless the trail fails open."""
+        current = getattr(self._iam_active, "call", None)
+        if current is None:
+            return                      # not a request (start-up, coffer account create)
+        request, note = current
+        if note.get("intent_id"):
+            return
+        intent_id = str(uuid.uuid4())
+        rec = intent_record(self.iam_record(request, note, None), intent_id)
+        try:
+            self._write(self.limiter.due() + [rec], True)
+        except AuditWriteError as exc:
+            log.error("audit intent for %s (request %s) not written: %s",
+                      note.get("action"), request_id_of(request), exc)
+            if not self.fail_open:
+                raise IAMIntentError() from exc
+            return
+        note["intent_id"] = intent_id
+
+    async def record_iam(self, request: web.Request, response: web.StreamResponse) -> bool:
+        """Write the outcome record of an IAM/STS request; False when it could not be
+        written and the trail fails closed (the caller answers ServiceFailure: a change
+        may have committed, and its intent record with no outcome says so)."""
         note = context_of(request).audit
         if not note or "action" not in note or note.get("credential") is None:
-            return
-        await self.emit(self.iam_record(request, note, response))
+            return True
+        ok = await self.emit(self.iam_record(request, note, response))
+        return ok or self.fail_open
 
     # -- digests ---------------------------------------------------------------------------------
 

@@ -9,7 +9,16 @@ edge, through its own table::
          --JSON_TYPES-->  (__type, status, message)   KMS, CloudTrail (AWS JSON 1.1)
          --QUERY_CODES--> (Code, status, message)     IAM, STS (AWS Query, <ErrorResponse>)
 
-Every Kind has an entry in every table (tests/unit/test_gateway_errors.py). A JSON/Query entry
+The other rooms' errors reach the wire through one table each, here too (the S3 face raises
+them as ``S3Error``; the KMS JSON face renders a ``KMSError`` as its own ``__type``)::
+
+    StorageError --STORAGE_CODES--> S3 code                    storage_to_s3(exc, bucket, key)
+    KMSError     --KMS_S3_CODES-->  S3 code, status (SSE-KMS)  kms_to_s3(exc)
+                 --kms_json_entry-> (__type, status, message)  the KMS JSON face
+    SSEError     --SSE_CODES-->     S3 code, message           sse_to_s3(exc)
+
+Every Kind has an entry in every table (tests/unit/test_gateway_errors.py); every StorageError,
+KMSError and SSE error class maps to an S3 code and status (tests/unit/test_error_tables.py). A JSON/Query entry
 whose message is None shows the error's own message (a parse detail the client needs); the others
 use AWS's fixed wording for that face (e.g. "The security token included in the request is
 invalid." for an unknown access key, as KMS and STS answer it).
@@ -31,8 +40,13 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from gateway.s3.errors import S3Error
+from gateway.sse.record import ChecksumSealError
+from gateway.sse.stream import SSEError, StreamAuthenticationError, StreamMetadataError
+from kms import errors as ke
+from storage import errors as se
 
-__all__ = ["Kind", "GatewayError", "AuthError", "RequestError", "S3_CODES", "JSON_TYPES",
+__all__ = ["STORAGE_CODES", "KMS_S3_CODES", "SSE_CODES", "storage_to_s3", "kms_to_s3",
+           "sse_to_s3", "kms_json_entry", "Kind", "GatewayError", "AuthError", "RequestError", "S3_CODES", "JSON_TYPES",
            "QUERY_CODES", "JSON_CONTENT_TYPE", "face_of", "to_s3", "safe_text",
            "render_s3_xml", "render_json", "render_query_xml", "s3_response", "json_response",
            "query_response", "query_entry", "json_error_response", "query_error_response",
@@ -335,3 +349,95 @@ def query_response(err: GatewayError, request_id: str, *,
                    namespace: str | None = None) -> web.Response:
     code, status, message = query_entry(err)
     return query_error_response(code, message, status, request_id, namespace=namespace)
+
+
+# --- the other rooms' errors -----------------------------------------------------------------
+
+# Storage -> S3 code [S3 API Reference, "Error responses"]; the most specific class first.
+STORAGE_CODES: tuple[tuple[type[se.StorageError], str], ...] = (
+    (se.NoSuchBucket, "NoSuchBucket"),
+    (se.NoSuchKey, "NoSuchKey"),
+    (se.NoSuchUpload, "NoSuchUpload"),
+    (se.BucketNotEmpty, "BucketNotEmpty"),
+    (se.BucketExists, "BucketAlreadyOwnedByYou"),
+    (se.InvalidPart, "InvalidPart"),
+    (se.InvalidKey, "InvalidArgument"),
+    (se.StorageError, "InternalError"),
+)
+_STORAGE_FIELDS = {"NoSuchBucket": "bucket", "BucketNotEmpty": "bucket",
+                   "BucketAlreadyOwnedByYou": "bucket", "NoSuchKey": "key"}
+
+
+def storage_to_s3(exc: se.StorageError, bucket: str | None = None,
+                  key: str | None = None) -> S3Error:
+    """The one translation of storage failures to S3 errors (``BucketName`` / ``Key`` as
+    AWS names them in ``<Error>``)."""
+    code = next(c for cls, c in STORAGE_CODES if isinstance(exc, cls))
+    if code == "InvalidArgument":
+        # A key storage cannot hold: too long is S3's KeyTooLongError, the rest invalid.
+        if key and len(key.encode("utf-8", "surrogatepass")) > 1024:
+            return S3Error("KeyTooLongError")
+        return S3Error("InvalidArgument", "Invalid object key")
+    field_name = _STORAGE_FIELDS.get(code)
+    if field_name == "bucket":
+        return S3Error(code, BucketName=bucket)
+    if field_name == "key":
+        return S3Error(code, Key=key)
+    return S3Error(code)
+
+
+# KMS -> S3, for SSE-KMS requests: S3 reports the KMS's key problems as "KMS.<__type>"
+# (400), a refusal as its own AccessDenied (403) [S3 UG, "Troubleshooting ... AWS KMS" and
+# "Specifying server-side encryption with AWS KMS": KMS.NotFoundException,
+# KMS.DisabledException, KMS.KMSInvalidStateException]; the KMS failing is S3's InternalError
+# or, when it is only slow, ServiceUnavailable (503, retryable).
+_KMS_AS_KMS_CODE = (ke.NotFoundException, ke.DisabledException, ke.KMSInvalidStateException,
+                    ke.InvalidCiphertextException, ke.IncorrectKeyException,
+                    ke.InvalidKeyUsageException, ke.ValidationException,
+                    ke.KeyUnavailableException)
+KMS_S3_CODES: dict[type[ke.KMSError], tuple[str, int]] = {
+    **{cls: (f"KMS.{cls.type}", 400) for cls in _KMS_AS_KMS_CODE},
+    ke.AccessDeniedException: ("AccessDenied", 403),
+    ke.DependencyTimeoutException: ("ServiceUnavailable", 503),
+}
+
+
+def kms_to_s3(exc: ke.KMSError) -> S3Error:
+    """A KMS failure during an S3 request, as S3 reports it; any other class (the KMS's own
+    internal failure, a quota) is InternalError."""
+    for cls in type(exc).__mro__:
+        entry = KMS_S3_CODES.get(cls)
+        if entry is not None:
+            code, status = entry
+            if code == "AccessDenied":
+                return S3Error(code, exc.message or None, status=status)
+            if code.startswith("KMS."):
+                return S3Error(code, exc.message, status=status)
+            return S3Error(code, status=status)
+    return S3Error("InternalError")
+
+
+def kms_json_entry(exc: ke.KMSError) -> tuple[str, int, str]:
+    """(__type, status, message) of a KMS error in the AWS JSON 1.1 protocol: the class's
+    own ``type`` and ``http_status`` (kms.errors: one class per AWS ``__type``)."""
+    return exc.type, exc.http_status, exc.message
+
+
+# SSE -> S3. A stored object or sealed checksum that fails authentication is the server's
+# fault, and opaque: InternalError with one fixed message (DESIGN.md, coffer-sse/1; crypto
+# failures say nothing about which byte or key).
+_INTEGRITY = "The stored object failed its integrity check."
+SSE_CODES: dict[type[SSEError], tuple[str, str]] = {
+    StreamAuthenticationError: ("InternalError", _INTEGRITY),
+    ChecksumSealError: ("InternalError", _INTEGRITY),
+    StreamMetadataError: ("InternalError", _INTEGRITY),
+    SSEError: ("InternalError", "We encountered an internal error. Please try again."),
+}
+
+
+def sse_to_s3(exc: SSEError) -> S3Error:
+    for cls in type(exc).__mro__:
+        entry = SSE_CODES.get(cls)
+        if entry is not None:
+            return S3Error(entry[0], entry[1])
+    return S3Error("InternalError")

@@ -19,7 +19,8 @@ Schema v1 (``meta.format = 1``; an unknown format is refused)::
 
 SigV4 needs the plaintext secret to verify a signature, so secrets are sealed (not hashed) with
 the key file and opened per lookup. Inactive keys look up as None (-> InvalidAccessKeyId /
-InvalidClientTokenId, as AWS). Every mutation is one transaction.
+InvalidClientTokenId, as AWS). Every mutation is one transaction, and ``before_commit`` runs
+inside it just before COMMIT (the audit trail's intent record: raising rolls the change back).
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ from kms.iam.errors import PolicyError
 from kms.iam.policy import Policy, parse_policy
 
 __all__ = ["IdentityStore", "User", "AccessKey", "NewAccessKey", "ManagedPolicy",
-           "NewAccount", "AWS_MANAGED_POLICIES", "MAX_ACCESS_KEYS", "readable_by"]
+           "NewAccount", "AWS_MANAGED_POLICIES", "MAX_ACCESS_KEYS", "readable_by",
+           "StoredPolicyError"]
 
 log = logging.getLogger("coffer.identity")
 
@@ -247,12 +249,19 @@ class IdentityStore:
         with self._lock:
             self._db.close()
 
+    # Called inside every write transaction just before COMMIT; raising rolls it back. The
+    # audit trail writes the running IAM request's intent record here, so no IAM change
+    # commits off the record (issue 11, finding 5; gateway.audit_trail.bind_identity).
+    before_commit: Callable[[], None] | None = None
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                if self.before_commit is not None:
+                    self.before_commit()
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -316,6 +325,23 @@ class IdentityStore:
     def get_user(self, account_id: str, user_name: str) -> User:
         with self._lock:
             return User(*self._user_row(self._db, account_id, user_name))
+
+    def principal_user_id(self, principal_arn: str) -> str | None:
+        """The unique id (``AIDA...``) of the user ``principal_arn`` names by its canonical
+        ARN, else None: what a policy or grant naming the user saves beside itself, so that
+        a user re-created under the name later does not match (kms.iam.policy, "Principals
+        saved as unique ids")."""
+        try:
+            arn = parse_arn(principal_arn)
+        except ARNError:
+            return None
+        if arn.service != "iam" or not arn.resource.startswith("user/"):
+            return None
+        try:
+            user = self.get_user(arn.account, arn.resource.rsplit("/", 1)[1])
+        except ie.NoSuchEntity:
+            return None
+        return user.user_id if user.arn == principal_arn else None
 
     def principal_exists(self, principal_arn: str) -> bool:
         """Whether a user/role principal ARN names a stored principal by its canonical ARN.
@@ -591,7 +617,13 @@ class IdentityStore:
 
     def identity_policies(self, principal_arn: str) -> list[Policy]:
         """The inline and attached policies of the user ``principal_arn``, parsed and named
-        (inline: its name; managed: its ARN). Roots and unknown principals have none."""
+        (inline: its name; managed: its ARN). Roots and unknown principals have none.
+
+        Fails closed: a stored policy that no longer parses, or an attachment naming a policy
+        that is gone, raises ``StoredPolicyError`` (logged) instead of being skipped, since
+        skipping it would silently drop its Deny statements (as a stored bucket policy that
+        no longer parses refuses the request, gateway.s3.authz). Every face turns it into
+        its internal error (gateway.principal_info: PrincipalError, not denied)."""
         try:
             arn = parse_arn(principal_arn)
         except ARNError:
@@ -605,16 +637,30 @@ class IdentityStore:
                            "user_name=? ORDER BY policy_arn", (arn.account, user_name))
         docs = list(rows)
         for (parn,) in attached:
-            with contextlib.suppress(ie.NoSuchEntity):
+            try:
                 docs.append((parn, self.get_policy(parn).document))
+            except ie.NoSuchEntity:
+                log.error("policy %s attached to %s does not exist: refusing the request",
+                          parn, principal_arn)
+                raise StoredPolicyError(f"attached policy {parn} is missing") from None
         out = []
         for name, document in docs:
             try:
                 out.append(parse_policy(document, kind="identity", name=name))
             except PolicyError:
-                log.error("stored policy %s of %s no longer parses; ignored", name,
-                          principal_arn)
+                log.error("stored policy %s of %s no longer parses: refusing the request",
+                          name, principal_arn)
+                raise StoredPolicyError(f"stored policy {name} does not parse") from None
         return out
+
+
+class StoredPolicyError(ie.IAMError):
+    """A user's stored identity policies cannot all be read (one no longer parses, or an
+    attached one is gone): the request must fail closed (ServiceFailure, 500)."""
+
+    code = "ServiceFailure"
+    status = 500
+    sender = False
 
 
 def readable_by(policy_arn: str, account_id: str) -> bool:

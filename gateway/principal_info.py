@@ -29,7 +29,7 @@ from kms.iam import errors as ie
 from kms.model import Caller
 
 __all__ = ["Principal", "PrincipalError", "principal_for", "build_principal",
-           "principal_exists"]
+           "principal_exists", "principal_id"]
 
 log = logging.getLogger("coffer.gateway.principal")
 
@@ -121,6 +121,13 @@ def principal_exists(request: web.Request):
     """The identity store's ``principal_exists`` (for policies being saved), or None."""
     store = _identity_store(request)
     return store.principal_exists if store is not None else None
+
+
+def principal_id(request: web.Request):
+    """The identity store's ``principal_user_id`` (user ARN -> unique id, saved beside a
+    policy), or None when the app has no identity store."""
+    store = _identity_store(request)
+    return store.principal_user_id if store is not None else None
 
 
 def principal_for(request: web.Request, auth: AuthContext, store=None) -> Principal:

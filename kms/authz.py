@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 from kms.errors import AccessDeniedException
 from kms.iam import AuthzRequest, Decision, PolicyError, Reason, evaluate, parse_policy
-from kms.iam.policy import Policy
+from kms.iam.policy import Policy, with_principal_ids
 from kms.model import Caller, Key
 
 __all__ = ["authorize", "authorize_account", "evaluate_key", "key_request", "request_context",
@@ -108,8 +108,13 @@ def evaluate_key(caller: Caller, action: str, key: Key,
                  clock: Callable[[], float] = time.time) -> tuple[Decision, AuthzRequest]:
     """Decide ``kms:<action>`` on ``key`` from the key policy and identity policies only."""
     request = key_request(caller, action, key, encryption_context, extra)
+    policy = key_policy(key.policy)
+    if policy is not None:
+        # The users the policy names match only under the ids saved with it (kms.iam.policy,
+        # "Principals saved as unique ids"); the parsed document is cached by text alone.
+        policy = with_principal_ids(policy, key.policy_principals)
     decision = evaluate(request, list(getattr(caller, "identity_policies", ()) or ()),
-                        key_policy(key.policy), resource_account=key.account_id,
+                        policy, resource_account=key.account_id,
                         resource_policy_required=True, clock=clock)
     return decision, request
 

@@ -14,6 +14,9 @@ CreateGrant retries idempotent. Grants live in SQLite and take effect at once, s
 only has to be well-formed (``InvalidGrantTokenException`` otherwise) and is never logged or
 listed. A grant whose grantee is an account root allows that root only: AWS documents no
 delegation to the account's IAM principals through a grant (as the key policy's root has).
+A grantee or retiring principal that is an IAM user is saved with the user's unique id and
+matches only that user, never one re-created under the same name (kms.iam.policy,
+"Principals saved as unique ids").
 
 ``_authorize(call, action, key)``: the key policy and identity policies decide first
 (``kms.authz``); an explicit Deny there is final; otherwise, if they do not allow, a matching
@@ -34,6 +37,7 @@ from kms.authz import authorize_account, decision_record, denied, evaluate_key
 from kms.errors import (AccessDeniedException, DisabledException, InvalidGrantIdException,
                         KMSInvalidStateException, NotFoundException, ValidationException)
 from kms.iam import Reason
+from kms.iam.evaluate import names_principal
 from kms.model import Caller, Key, KeySpec, KeyState
 
 if TYPE_CHECKING:
@@ -207,6 +211,17 @@ class GrantOps:
             raise
         call.decision = decision_record(d)
 
+    def _names_caller(self: KMS, grant_id: str, principal: str | None,
+                      caller: Caller) -> bool:
+        """Whether the grant's grantee or retiring ``principal`` is the caller: a user ARN
+        matches only the user whose unique id was saved with the grant (a user re-created
+        under the name is another principal; kms.iam.evaluate.names_principal)."""
+        if not principal:
+            return False
+        return names_principal(principal, caller.principal_arn,
+                               getattr(caller, "user_id", None),
+                               self._store.grant_principals(grant_id))
+
     def _matching_grant(self: KMS, caller: Caller, action: str, key: Key,
                         context: Mapping[str, str] | None,
                         child: tuple[list[str], Mapping[str, Any] | None] | None = None
@@ -219,6 +234,8 @@ class GrantOps:
             return None
         for row in self._store.list_grants(key_id=key.key_id,
                                            grantee=caller.principal_arn):
+            if not self._names_caller(row[0], row[5], caller):
+                continue
             ops = json.loads(row[7])
             if action not in ops:
                 continue
@@ -344,8 +361,13 @@ class GrantOps:
             if key.state not in (KeyState.ENABLED, KeyState.UNAVAILABLE):
                 raise KMSInvalidStateException(f"{key.arn} is {key.state.value}.")
             cons_json = json.dumps(cons, sort_keys=True) if cons else None
+            principals = self._policy_principals("", grantee, retiring)
             if name is not None:
                 for row in self._store.list_grants(key_id=key.key_id, grantee=grantee):
+                    saved = self._store.grant_principals(row[0])
+                    if saved is not None and principals is not None \
+                            and saved != dict(principals):
+                        continue            # the same ARNs, but other (re-created) users
                     if (row[3] == name and row[6] == retiring and
                             sorted(json.loads(row[7])) == sorted(ops) and row[8] == cons_json):
                         call.response = {"grantId": row[0]}
@@ -358,7 +380,7 @@ class GrantOps:
             def check(k: Key) -> None:
                 if k.state is KeyState.PENDING_DELETION:
                     raise KMSInvalidStateException(f"{k.arn} is pending deletion.")
-            self._store.create_grant(row, check, MAX_GRANTS_PER_KEY)
+            self._store.create_grant(row, check, MAX_GRANTS_PER_KEY, principals)
             call.response = {"grantId": gid}
             return {"GrantToken": _token(gid, self._rand(16)), "GrantId": gid}
 
@@ -453,10 +475,10 @@ class GrantOps:
             who = caller.principal_arn
             root = f"arn:aws:iam::{caller.account_id}:root"
             ops = json.loads(row[7])
-            if who == row[6] or (row[6] == root and who == root):
+            if self._names_caller(gid, row[6], caller) or (row[6] == root and who == root):
                 call.decision = {"allowed": True, "reason": "retiring-principal",
                                  "grantId": gid}
-            elif who == row[5] and "RetireGrant" in ops:
+            elif self._names_caller(gid, row[5], caller) and "RetireGrant" in ops:
                 call.decision = {"allowed": True, "reason": "grant-allow", "grantId": gid}
             elif who == root and caller.account_id == row[2]:
                 call.decision = {"allowed": True, "reason": "issuing-account", "grantId": gid}

@@ -377,7 +377,9 @@ class LifecycleOps:
             self._policy_name(policy_name)
             doc = P.policy(policy, caller.account_id, caller,
                            bypass_policy_lockout_safety_check is True, self.principal_exists)
-            self._store.update_key(key.key_id, lambda k: {"policy": doc})
+            ids = self._policy_principals(doc)
+            self._store.update_key(key.key_id, lambda k: {"policy": doc,
+                                                          "policy_principals": ids})
             return {}
 
     def list_key_policies(self: KMS, caller: Caller, key_id: str, *, limit: int | None = None,

@@ -222,6 +222,10 @@ class Key:
     # The ARN the key was created under: its material is bound to it (kms.backends), so every
     # replica of a multi-Region key opens the same material whatever its own ARN.
     material_arn: str | None = None
+    # The unique id of each IAM user the policy names, resolved when it was saved
+    # ((user ARN, id), ...; kms.iam.policy "Principals saved as unique ids"). None: saved
+    # before ids were kept, or by a KMS that knows no users (matched by ARN).
+    policy_principals: tuple[tuple[str, str], ...] | None = None
 
     @property
     def arn(self) -> str:

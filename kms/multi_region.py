@@ -82,7 +82,7 @@ class MultiRegionOps:
             replica = self._store.create_replica(
                 key.key_id, region, _primary_ready, now=self._clock(),
                 description=key.metadata.description if description is None else description,
-                policy=pol, tags=tag_pairs)
+                policy=pol, tags=tag_pairs, policy_principals=self._policy_principals(pol))
             meta = replica.metadata.to_api()
             call.response = {"replicaKeyMetadata": _camel(meta)}
             return {"ReplicaKeyMetadata": meta, "ReplicaPolicy": pol,

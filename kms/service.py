@@ -30,7 +30,8 @@ from kms import params as P
 from kms.asymmetric import AsymmetricOps
 from kms.audit import AuditEvent, AuditSink, TrailSink
 from kms.calls import _Call, _ServiceCall
-from kms.authz import aws_managed_key_policy
+from kms.authz import aws_managed_key_policy, key_policy
+from kms.iam.policy import resolve_principal_ids
 from kms.grants import GrantOps, validate_grant_tokens
 from kms.backends import KeyBackend, MaterialRef
 from kms.backends.software import SoftwareBackend
@@ -92,6 +93,10 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
     # Set by the gateway, which holds the IAM users: whether a key policy's user principal ARN
     # names an existing user (checked when a policy is saved, as AWS; kms.keypolicy).
     principal_exists: Callable[[str], bool] | None = None
+    # Set by the gateway: a user ARN -> the unique id of the user it names now, saved beside
+    # key policies and grants so a user re-created under the name inherits nothing
+    # (kms.iam.policy, "Principals saved as unique ids"). None: principals match by ARN.
+    principal_id: Callable[[str], str | None] | None = None
 
     def __init__(self, *, store: KeyStore, backend: KeyBackend, audit: AuditSink,
                  region: str = "us-east-1", clock: Callable[[], float] = time.time,
@@ -396,6 +401,15 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
             call.response = {"keyMetadata": _camel(meta)}
             return {"KeyMetadata": meta}
 
+    def _policy_principals(self, policy: str, *extra: str | None
+                           ) -> tuple[tuple[str, str], ...] | None:
+        """The ids of the users a key policy (or a grant: ``extra``) names, resolved now, at
+        save time; None without the gateway's lookup."""
+        if self.principal_id is None:
+            return None
+        return resolve_principal_ids(key_policy(policy) if policy else None,
+                                     self.principal_id, extra)
+
     def _new_key(self, account_id: str, description: str, policy: str,
                  tags: tuple[tuple[str, str], ...], manager: KeyManager,
                  alias: str | None = None, *, key_spec: KeySpec = KeySpec.SYMMETRIC_DEFAULT,
@@ -414,10 +428,12 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                            custom_key_store_id=custom_key_store_id, multi_region=multi_region,
                            primary_region=self.region if multi_region else None)
         if origin is Origin.EXTERNAL:   # no material until ImportKeyMaterial (kms.lifecycle)
-            key = Key(metadata=meta, policy=policy, tags=tags, current_version=0)
+            key = Key(metadata=meta, policy=policy, tags=tags, current_version=0,
+                      policy_principals=self._policy_principals(policy))
             self._store.create_key(key, None, alias)
             return key
-        key = Key(metadata=meta, policy=policy, tags=tags, current_version=1)
+        key = Key(metadata=meta, policy=policy, tags=tags, current_version=1,
+                  policy_principals=self._policy_principals(policy))
         if custom_key_store_id is not None:     # generated in the token (custom_key_stores)
             version = self._create_hsm_version(key)
         else:

@@ -10,6 +10,7 @@ arrive neutral (``gateway.errors``) and are rendered through its Query table.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from urllib.parse import parse_qsl
 
@@ -56,8 +57,12 @@ def parse_form(body: bytes) -> dict[str, str]:
 
 
 def authorize(principal: Principal, action: str, resource: str, request: web.Request,
-              extra: dict | None = None) -> None:
-    """Raise AccessDenied unless ``principal`` may call ``iam:<action>`` on ``resource``."""
+              extra: dict | None = None, shown: str | None = None) -> None:
+    """Raise AccessDenied unless ``principal`` may call ``iam:<action>`` on ``resource``.
+
+    ``resource`` is canonical (the stored user's ARN); the message names ``shown`` instead,
+    the resource as the caller typed it, so a denial never tells a caller that ``ALICE`` is
+    stored as ``alice`` under ``/secret/`` (an existence oracle for names it may not read)."""
     if principal.user_name is None:
         return                          # an account root
     req = AuthzRequest(
@@ -72,12 +77,16 @@ def authorize(principal: Principal, action: str, resource: str, request: web.Req
     if not decision.allowed:
         log.info("request %s: iam:%s denied for %s: %s", request_id_of(request), action,
                  principal.arn, decision.explain())
-        raise ie.AccessDenied(decision.aws_message(req))
+        told = dataclasses.replace(req, resource=shown) if shown is not None else req
+        raise ie.AccessDenied(decision.aws_message(told))
 
 
 async def handle_iam(request: web.Request, identity: IdentityStore, lookup, region: str,
-                     service: str = "iam", pool=None) -> web.StreamResponse:
-    """Authenticate, authorize, dispatch and render one IAM or STS Query request."""
+                     service: str = "iam", pool=None, audit=None) -> web.StreamResponse:
+    """Authenticate, authorize, dispatch and render one IAM or STS Query request.
+
+    ``audit`` (gateway.audit_trail.AuditTrail) makes the operation's commit wait for its
+    durable intent record (``AuditTrail.iam_call``); the outcome is written by the caller."""
     ns = STS_NS if service == "sts" else IAM_NS
     rid = request_id_of(request)
 
@@ -122,8 +131,11 @@ async def handle_iam(request: web.Request, identity: IdentityStore, lookup, regi
 
     def run():
         extra = {"iam:PolicyARN": params["PolicyArn"]} if "PolicyArn" in params else None
-        authorize(principal, action, op.resource(call), request, extra)
-        return op.run(call)
+        authorize(principal, action, op.resource(call), request, extra, op.shown(call))
+        if audit is None:
+            return op.run(call)
+        with audit.iam_call(request, note):
+            return op.run(call)
 
     try:
         result = await asyncio.get_running_loop().run_in_executor(pool, run)

@@ -60,6 +60,15 @@ class Operation:
     run: Callable[[IAMCall], dict[str, Any] | None]
     resource: Callable[[IAMCall], str]
 
+    def shown(self, call: IAMCall) -> str | None:
+        """The resource as an AccessDenied message names it: for a user the caller named,
+        the ARN of the name as typed under the default path (never the stored case or path,
+        which would tell a caller who may not read the user that it exists); None: the
+        authorized resource itself."""
+        if self.resource is _target_user_arn and call.params.get("UserName"):
+            return user_arn(call.account, call.params["UserName"], "/")
+        return None
+
 
 def _user_xml(u: User) -> dict[str, Any]:
     return {"Path": u.path, "UserName": u.user_name, "UserId": u.user_id, "Arn": u.arn,

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from gateway.context import request_id_of
-from gateway.errors import AuthError, GatewayError, Kind
+from gateway.errors import AuthError, GatewayError, Kind, kms_json_entry
 from gateway.json_protocol import (CONTENT_TYPE, json_auth_error, json_error, parse_json_body,
                                    read_signed_body, target_operation)
 from gateway.principal_info import PrincipalError, principal_for
@@ -149,7 +149,8 @@ async def handle_kms(request: web.Request, kms: KMS, lookup, region: str,
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(pool, lambda: fn(caller, **kwargs))
     except ke.KMSError as exc:
-        return _error(exc.type, exc.message, exc.http_status)
+        type_, status, message = kms_json_entry(exc)
+        return _error(type_, message, status)
     except (TypeError, ValueError) as exc:
         log.info("request %s: bad KMS parameters: %s", caller.request_id, type(exc).__name__)
         return _error("ValidationException", "Invalid parameter value")

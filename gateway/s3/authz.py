@@ -40,7 +40,7 @@ from gateway.s3.errors import S3Error
 from gateway.s3.operations import bucket_arn, object_arn
 from kms.iam import AuthzRequest, Decision, PolicyError, evaluate, parse_policy
 from kms.iam.arn import root_arn
-from kms.iam.policy import Policy
+from kms.iam.policy import Policy, with_principal_ids
 from storage.base import ObjectStore
 
 __all__ = ["POLICY_CONFIG", "bucket_arn", "object_arn", "bucket_policy",
@@ -49,7 +49,7 @@ __all__ = ["POLICY_CONFIG", "bucket_arn", "object_arn", "bucket_policy",
 
 log = logging.getLogger("coffer.gateway.authz")
 
-POLICY_CONFIG = "policy"        # bucket config kind: {"v": 1, "document": "<policy JSON>"}
+POLICY_CONFIG = "policy"        # bucket config kind: {"v": 1|2, "document", "principal_ids"?}
 BUCKET_POLICY_NAME = "bucket policy"
 
 # The bucket owner's root may always manage the bucket policy (no lock-out).
@@ -93,11 +93,31 @@ def _cached_policy(text: str) -> Policy:
 
 
 async def bucket_policy(store: ObjectStore, memo: dict[str, Any], bucket: str) -> Policy | None:
-    """The bucket's policy, or None; ``memo`` is the request context's per-request cache."""
+    """The bucket's policy with the user ids saved beside it (v2; v1: none), or None;
+    ``memo`` is the request context's per-request cache. An unknown record version fails
+    closed (InternalError), like a document that no longer parses."""
     if bucket not in memo:
         doc = await store.get_bucket_config(bucket, POLICY_CONFIG)
-        memo[bucket] = _cached_policy(doc["document"]) if doc and doc.get("document") else None
+        if not doc or not doc.get("document"):
+            memo[bucket] = None
+        else:
+            memo[bucket] = with_principal_ids(_cached_policy(doc["document"]),
+                                              _saved_ids(doc))
     return memo[bucket]
+
+
+def _saved_ids(doc: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    version = doc.get("v", 1)
+    if version == 1:
+        return None
+    ids = doc.get("principal_ids")
+    if version == 2 and isinstance(ids, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            for p in ids):
+        return tuple((a, u) for a, u in ids)
+    log.error("a stored bucket policy record (v=%r) is not understood: refusing the request",
+              version)
+    raise S3Error("InternalError")
 
 
 # -- the decision ---------------------------------------------------------------------------

@@ -22,11 +22,13 @@ from aiohttp import web
 from gateway.auth.payload import strip_aws_chunked
 from gateway.auth.types import AuthContext
 from gateway.config import Config
+# The one Storage -> S3 table lives with the other translators (gateway.errors); handlers
+# keep calling it by this name.
+from gateway.errors import storage_to_s3 as storage_error
 from gateway.principal_info import Principal
 from gateway.s3.errors import S3Error
 from gateway.s3.operations import S3Operation
 from gateway.s3.xml import http_date
-from storage import errors as se
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
 
 __all__ = ["S3Call", "storage_error", "meta_from_headers", "object_headers", "quote_etag",
@@ -76,27 +78,6 @@ class S3Call:
     def account(self) -> str:
         assert not self.principal.anonymous
         return self.principal.account_id
-
-
-def storage_error(exc: se.StorageError, bucket: str | None = None,
-                  key: str | None = None) -> S3Error:
-    """The one translation of storage failures to S3 codes."""
-    if isinstance(exc, se.NoSuchBucket):
-        return S3Error("NoSuchBucket", BucketName=bucket)
-    if isinstance(exc, se.NoSuchKey):
-        return S3Error("NoSuchKey", Key=key)
-    if isinstance(exc, se.NoSuchUpload):
-        return S3Error("NoSuchUpload")
-    if isinstance(exc, se.BucketNotEmpty):
-        return S3Error("BucketNotEmpty", BucketName=bucket)
-    if isinstance(exc, se.BucketExists):
-        return S3Error("BucketAlreadyOwnedByYou", BucketName=bucket)
-    if isinstance(exc, se.InvalidPart):
-        return S3Error("InvalidPart")
-    if isinstance(exc, se.InvalidKey):
-        return S3Error("KeyTooLongError") if key and len(key.encode()) > 1024 \
-            else S3Error("InvalidArgument", "Invalid object key")
-    return S3Error("InternalError")
 
 
 def _text(name: str, value: str) -> str:

@@ -173,8 +173,16 @@ class Stage:
     def _record(self, request, decision) -> None:
         entry = authz.decision_note(request, decision)
         noted = self._note.setdefault("decisions", [])
+        self._note["decision_count"] = self._note.get("decision_count", 0) + 1
         if len(noted) < _MAX_NOTED_DECISIONS:
             noted.append(entry)
+        elif not decision.allowed:
+            # Full: a denial displaces the last allow, so the bounded list keeps every denial
+            # it can (the ones an auditor looks for in a 1000-key DeleteObjects).
+            for i in range(len(noted) - 1, -1, -1):
+                if noted[i].get("allowed"):
+                    noted[i] = entry
+                    break
         # The record's authorizationDecision: the first denial, else the first allow.
         first = self._note.get("decision")
         if first is None or (first.get("allowed") and not decision.allowed):

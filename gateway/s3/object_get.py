@@ -20,6 +20,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from gateway.context import request_id_of
+from gateway.errors import sse_to_s3
 from gateway.s3.common import S3Call, object_headers, parse_etag, storage_error
 from gateway.sse.envelope import decrypt_stream, needs_key_for_checksums, readable_checksums
 from gateway.sse.envelope import response_headers as sse_response_headers
@@ -216,8 +217,7 @@ async def get_object(call: S3Call) -> web.StreamResponse:
         except SSEError as exc:
             log.error("request %s: stored object %s/%s failed authentication",
                       request_id_of(call.request), call.bucket, call.key)
-            raise S3Error("InternalError", "The stored object failed its integrity "
-                          "check.") from exc
+            raise sse_to_s3(exc) from exc
         resp = web.StreamResponse(status=status, headers=headers)
         await resp.prepare(call.request)
         if first is not None:

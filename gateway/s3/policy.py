@@ -1,7 +1,9 @@
 """Bucket policies: Put/Get/DeleteBucketPolicy and GetBucketPolicyStatus.
 
-Stored as the bucket config document ``policy``: ``{"v": 1, "document": "<JSON as sent>"}``;
-GetBucketPolicy returns the document as it was put. A document is checked with the shared
+Stored as the bucket config document ``policy``: ``{"v": 1, "document": "<JSON as sent>"}``,
+or, when the users it names were resolved on save, ``{"v": 2, "document": ...,
+"principal_ids": [["<user ARN>", "<unique id>"], ...]}`` (a re-created user is not matched,
+``kms.iam.policy``); GetBucketPolicy returns the document as it was put. A document is checked with the shared
 policy parser (a resource policy: every statement names a Principal) plus S3's own rules: the
 actions are S3 actions and the resources lie in this bucket; anything else is MalformedPolicy
 (400) with AWS's message. Evaluation is ``gateway.s3.authz``'s.
@@ -21,7 +23,7 @@ from gateway.s3.xml import render
 from gateway import principal_info
 from kms.iam import PolicyError, parse_policy
 from kms.iam.conditions import wildcard_match
-from kms.iam.policy import Policy, PrincipalExists
+from kms.iam.policy import Policy, PrincipalExists, resolve_principal_ids
 from storage import errors as se
 
 __all__ = ["HANDLERS", "validate_bucket_policy", "is_public"]
@@ -81,10 +83,17 @@ async def put_bucket_policy(call: S3Call) -> web.StreamResponse:
     except UnicodeDecodeError:
         raise S3Error("MalformedPolicy", "Policies must be valid JSON and the first byte must "
                       "be '{'") from None
-    validate_bucket_policy(text, call.bucket, principal_info.principal_exists(call.request))
+    policy = validate_bucket_policy(text, call.bucket,
+                                    principal_info.principal_exists(call.request))
+    record: dict = {"v": 1, "document": text}
+    lookup = principal_info.principal_id(call.request)
+    if lookup is not None:
+        # Each user the policy names, as its unique id now (kms.iam.policy, "Principals
+        # saved as unique ids"): a user re-created under the name later is not matched.
+        record = {"v": 2, "document": text,
+                  "principal_ids": [list(p) for p in resolve_principal_ids(policy, lookup)]}
     try:
-        await call.store.put_bucket_config(call.bucket, authz.POLICY_CONFIG,
-                                           {"v": 1, "document": text})
+        await call.store.put_bucket_config(call.bucket, authz.POLICY_CONFIG, record)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket) from exc
     return web.Response(status=204)

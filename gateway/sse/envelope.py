@@ -49,6 +49,7 @@ from typing import Any, AsyncIterator, Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gateway.errors import kms_to_s3, sse_to_s3
 from gateway.s3.errors import S3Error
 from gateway.sse.bucket_keys import DEFAULT_TTL, BucketKeyCache
 from gateway.sse.headers import SSE_C, SSE_KMS, SSE_S3, CustomerKey, SSERequest
@@ -82,18 +83,6 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text)
-
-
-def kms_to_s3(exc: ke.KMSError) -> S3Error:
-    """KMS failures as S3 reports them: KMS.<type> (400) for key problems, AccessDenied (403)."""
-    if isinstance(exc, ke.AccessDeniedException):
-        return S3Error("AccessDenied", exc.message or None)
-    if isinstance(exc, (ke.NotFoundException, ke.DisabledException,
-                        ke.KMSInvalidStateException, ke.InvalidCiphertextException,
-                        ke.IncorrectKeyException, ke.InvalidKeyUsageException,
-                        ke.ValidationException, ke.KeyUnavailableException)):
-        return S3Error(f"KMS.{exc.type}", exc.message, status=400)
-    return S3Error("InternalError")
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,8 +407,7 @@ def _open(data_key: _DataKey, bucket: str, key: str, part: int,
     try:
         return open_checksums(data_key.key, bucket, key, part, token)
     except ChecksumSealError as exc:
-        raise S3Error("InternalError", "The stored object failed its integrity check.") \
-            from exc
+        raise sse_to_s3(exc) from exc
 
 
 def random_etag() -> str:

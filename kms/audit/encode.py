@@ -57,7 +57,7 @@ _INT_BITS = 64
 _ELLIPSIS = "..."
 # Fields a record over MAX_RECORD gives up (the rest identify the call and its outcome).
 _BULKY = ("requestParameters", "responseElements", "additionalEventData",
-          "serviceEventDetails", "authorizationDecision")
+          "serviceEventDetails", "authorizationDecision", "authorizationDecisions")
 
 
 def _clean_str(s: str) -> str:

@@ -24,6 +24,10 @@ exempts that account's root, never its users (a user is spared only when listed 
 from documents stored earlier and are read closed: Allow + NotPrincipal opens nothing; a Deny
 whose principal ARN holds a wildcard denies the callers the pattern matches.
 
+A user ARN in a Principal matches only the user whose unique id was saved with the document
+(``names_principal``; kms.iam.policy, "Principals saved as unique ids"): a user deleted and
+re-created under the same name is neither allowed, denied nor exempted by it.
+
 A statement applies when its Action / NotAction matches (case-insensitive wildcards), its
 Resource / NotResource matches (case-sensitive wildcards, policy variables), and all of its
 conditions hold. Every ``Decision`` names the statement that decided it.
@@ -37,10 +41,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 from kms.iam.arn import is_account_id, principal_account, root_arn
 from kms.iam.conditions import Context, conditions_hold, normalize_context, wildcard_match
-from kms.iam.policy import Policy, Statement
+from kms.iam.policy import Policy, Statement, is_user_arn
 
 __all__ = ["AuthzRequest", "Decision", "Reason", "evaluate", "statement_applies",
-           "build_context"]
+           "build_context", "names_principal"]
 
 
 class Reason:
@@ -164,7 +168,24 @@ def statement_applies(st: Statement, request: AuthzRequest, ctx: Context, *,
 _DIRECT, _ACCOUNT = "direct", "account"
 
 
-def _principal_match(st: Statement, request: AuthzRequest) -> str:
+def names_principal(entry: str, principal_arn: str, user_id: str | None,
+                    saved_ids: Mapping[str, str] | None) -> bool:
+    """Whether the principal ``entry`` of a policy or grant names the caller
+    (``principal_arn``, ``user_id``). A user ARN saved with its unique id names only the user
+    with that id: a user deleted and re-created under the same name is another principal
+    [IAM UG, "AWS JSON policy elements: Principal"; kms.iam.policy, "Principals saved as
+    unique ids"]. ``saved_ids`` None: the document predates saved ids and is matched by ARN.
+    """
+    if not principal_arn or entry != principal_arn:
+        return False
+    if saved_ids is None or not is_user_arn(entry):
+        return True
+    want = saved_ids.get(entry)
+    return bool(want) and user_id is not None and want == user_id
+
+
+def _principal_match(st: Statement, request: AuthzRequest,
+                     saved_ids: Mapping[str, str] | None = None) -> str:
     """How a resource-policy statement names the caller: "direct", "account" or ""."""
     p = st.principal
     if p is None:
@@ -179,7 +200,8 @@ def _principal_match(st: Statement, request: AuthzRequest) -> str:
         found = _DIRECT
     elif request.service_principal and request.service_principal in p.service:
         found = _DIRECT
-    elif request.principal_arn and request.principal_arn in p.aws:
+    elif any(names_principal(e, request.principal_arn, request.user_id, saved_ids)
+             for e in p.aws):
         found = _DIRECT
     elif (request.principal_arn and st.effect == "Deny" and not st.not_principal
           and any(("*" in e or "?" in e) and wildcard_match(e, request.principal_arn)
@@ -236,7 +258,10 @@ def evaluate(request: AuthzRequest, identity_policies: list[Policy],
     anonymous = request.account is None or bool(request.service_principal)
     identities = [] if anonymous else list(identity_policies)
     resources = [resource_policy] if resource_policy is not None else []
-    by_principal = lambda st: _principal_match(st, request)  # noqa: E731
+    saved = (dict(resource_policy.principal_ids)
+             if resource_policy is not None and resource_policy.principal_ids is not None
+             else None)
+    by_principal = lambda st: _principal_match(st, request, saved)  # noqa: E731
 
     hit = _first(identities, "Deny", request, ctx)
     if hit:

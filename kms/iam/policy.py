@@ -34,6 +34,19 @@ Principals, as AWS accepts them [IAM UG, "AWS JSON policy elements: Principal" a
   passes ``principal_exists`` (the gateway's identity store); it is asked about each user/role
   ARN, which must be the principal's canonical ARN (stored case and path).
 
+Principals saved as unique ids. AWS stores a user principal as the user's unique id when the
+policy is saved; if the user is deleted the policy shows the id (``AIDA...``) and a new user
+created under the same name does not match it [IAM UG, "AWS JSON policy elements: Principal":
+"If your Principal element in a role trust policy contains an ARN that points to a specific
+IAM user, then IAM transforms the ARN to the user's unique principal ID when you save the
+policy ... if someone ... deletes and recreates the user ... the new user's ID does not match";
+"IAM identifiers", unique IDs]. Coffer keeps the document as sent (GetKeyPolicy and
+GetBucketPolicy return it unchanged) and the ids beside it: ``user_principals`` lists the user
+ARNs a document names, ``resolve_principal_ids`` maps them with the store's lookup when it is
+saved, and ``with_principal_ids`` attaches the saved map to the parsed policy, so the one
+evaluator (``kms.iam.evaluate.names_principal``) matches a user ARN only for the user whose id
+was saved. Key policies, bucket policies and grants all go this way.
+
 These principal rules are save-time rules (``saving=True``: PutUserPolicy, CreatePolicy,
 PutBucketPolicy, CreateKey, PutKeyPolicy). A document already stored is read with the older,
 looser principal form (``saving=False``), so that a policy saved before the rules existed still
@@ -50,6 +63,7 @@ MalformedPolicy (S3).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -58,7 +72,8 @@ from typing import Any, Callable, Literal, Mapping
 from kms.iam.errors import PolicyError
 
 __all__ = ["Policy", "Statement", "Principals", "Condition", "PolicyKind", "PrincipalExists",
-           "parse_policy", "OPERATORS", "VERSION_2012", "VERSION_2008", "MSG_BAD_PRINCIPAL"]
+           "PrincipalId", "parse_policy", "user_principals", "is_user_arn",
+           "resolve_principal_ids", "with_principal_ids", "OPERATORS", "VERSION_2012", "VERSION_2008", "MSG_BAD_PRINCIPAL"]
 
 VERSION_2012 = "2012-10-17"
 VERSION_2008 = "2008-10-17"
@@ -103,6 +118,9 @@ MSG_LEGACY = "The policy failed legacy parsing"
 MSG_NOT_PRINCIPAL_ALLOW = MSG_BAD_PRINCIPAL     # NotPrincipal with Allow [IAM UG NotPrincipal]
 
 PrincipalExists = Callable[[str], bool]
+# user ARN -> the unique id of the stored user it names canonically, or None.
+PrincipalId = Callable[[str], "str | None"]
+_USER_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:user/\S+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +169,10 @@ class Policy:
     version: str = VERSION_2008
     id: str | None = None
     name: str = ""          # how decisions name it: inline policy name, policy ARN, "key policy"
+    # The unique id (AIDA...) of each IAM user the document names, as resolved when it was
+    # saved (module docstring, "Principals saved as unique ids"): ((user ARN, user id), ...).
+    # None: a document saved before ids were kept, or by a caller that knows no users.
+    principal_ids: tuple[tuple[str, str], ...] | None = None
 
     @property
     def variables(self) -> bool:
@@ -333,3 +355,32 @@ def parse_policy(document: str | bytes | Mapping[str, Any], *, kind: PolicyKind 
     if len(sids) != len(set(sids)):
         raise PolicyError("Statement IDs (SID) in a single policy must be unique")
     return Policy(statements=statements, version=version, id=pid, name=name)
+
+
+def is_user_arn(principal: str) -> bool:
+    """Whether ``principal`` is an IAM user ARN (the principals saved as unique ids)."""
+    return bool(_USER_ARN.fullmatch(principal)) and "*" not in principal
+
+
+def user_principals(policy: Policy) -> tuple[str, ...]:
+    """The IAM user ARNs named in the document's Principal / NotPrincipal elements, sorted."""
+    found = {p for st in policy.statements if st.principal is not None
+             for p in st.principal.aws if is_user_arn(p)}
+    return tuple(sorted(found))
+
+
+def resolve_principal_ids(policy: Policy | None, lookup: PrincipalId,
+                          extra: tuple[str | None, ...] = ()) -> tuple[tuple[str, str], ...]:
+    """((user ARN, unique id), ...) for every user the document (and ``extra``: a grant's
+    grantee and retiring principal) names, as ``lookup`` resolves them now, at save time. A
+    user ``lookup`` does not know gets the id "" and so matches no caller, ever."""
+    arns = set(user_principals(policy)) if policy is not None else set()
+    arns |= {a for a in extra if a and is_user_arn(a)}
+    return tuple(sorted((arn, lookup(arn) or "") for arn in arns))
+
+
+def with_principal_ids(policy: Policy, ids: tuple[tuple[str, str], ...] | None) -> Policy:
+    """``policy`` carrying the ids saved with it (None: saved before ids were kept)."""
+    if ids is None and policy.principal_ids is None:
+        return policy
+    return dataclasses.replace(policy, principal_ids=None if ids is None else tuple(ids))

@@ -1,6 +1,6 @@
 """SQLite key store (``<data_dir>/kms/kms.db``): WAL, foreign keys, one transaction per change.
 
-Schema version 5 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
+Schema version 6 (``PRAGMA user_version``; a newer version on disk is refused; older ones are
 migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
 
     keys(key_id PK, arn UNIQUE, account_id, creation_date, description, key_usage, key_spec,
@@ -30,6 +30,14 @@ migrated in place, one transaction, by the steps in ``_MIGRATIONS``)::
     grants(grant_id PK, key_id -> keys ON DELETE CASCADE, issuing_account, name,
            creation_date, grantee_principal, retiring_principal, operations JSON,
            constraints JSON, region)                      -- v4 (kms.grants); v5: + region
+    policy_principals(key_id -> keys ON DELETE CASCADE, region, arn, user_id)
+                 PK (key_id, region, arn)                                -- v6
+    grant_principals(grant_id -> grants ON DELETE CASCADE, arn, user_id)
+                 PK (grant_id, arn)                                      -- v6
+        -- the unique id of each IAM user a key policy (per region) or a grant (grantee,
+        -- retiring principal) names, saved with it (kms.iam.policy, "Principals saved as
+        -- unique ids"); a row with arn "" marks "saved with ids" even when it names no user.
+        -- No rows: saved before v6 (or without an identity store), matched by ARN.
 
 A store object serves one region's namespace, as separate AWS regions are (a key id from one
 region is NotFound in another); ``for_region`` gives a sibling on the same database. A
@@ -50,6 +58,7 @@ thread (sqlite3 objects are not shared across threads).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import sqlite3
@@ -66,7 +75,7 @@ from kms.store.base import KeyChanges, KeyCheck
 
 __all__ = ["SQLiteKeyStore", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE keys (
@@ -199,6 +208,21 @@ INSERT INTO aliases_v5 SELECT k.region, a.account_id, a.alias_name, a.target_key
 DROP TABLE aliases;
 ALTER TABLE aliases_v5 RENAME TO aliases;
 CREATE INDEX aliases_by_target ON aliases(target_key_id, region);
+""",
+    6: """
+CREATE TABLE policy_principals (
+    key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+    region TEXT NOT NULL,
+    arn TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (key_id, region, arn)
+) WITHOUT ROWID;
+CREATE TABLE grant_principals (
+    grant_id TEXT NOT NULL REFERENCES grants(grant_id) ON DELETE CASCADE,
+    arn TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (grant_id, arn)
+) WITHOUT ROWID;
 """,
 }
 
@@ -348,6 +372,12 @@ class SQLiteKeyStore:
 
     def _view(self, con: sqlite3.Connection, row: tuple) -> Key | None:
         """The key of a ``keys`` row as this region sees it, or None if it is not here."""
+        key = self._view_row(con, row)
+        if key is None:
+            return None
+        return dataclasses.replace(key, policy_principals=self._principals(con, key.key_id))
+
+    def _view_row(self, con: sqlite3.Connection, row: tuple) -> Key | None:
         if not row[0].startswith("mrk-"):
             return _key(row) if row[21] == self._region else None
         replicas = con.execute("SELECT region FROM key_replicas WHERE key_id=? ORDER BY region",
@@ -360,6 +390,32 @@ class SQLiteKeyStore:
         replica = con.execute(f"SELECT {', '.join(_REGIONAL)} FROM key_replicas WHERE key_id=? "
                               "AND region=?", (row[0], self._region)).fetchone()
         return _key(row, self._region, tuple(replica), regions)
+
+    # -- principals saved as unique ids (v6) -------------------------------------------------
+
+    def _principals(self, con: sqlite3.Connection, key_id: str,
+                    region: str | None = None) -> tuple[tuple[str, str], ...] | None:
+        rows = con.execute("SELECT arn, user_id FROM policy_principals WHERE key_id=? AND "
+                           "region=? ORDER BY arn", (key_id, region or self._region)).fetchall()
+        return tuple((a, u) for a, u in rows if a) if rows else None
+
+    def _put_principals(self, con: sqlite3.Connection, key_id: str,
+                        ids: tuple[tuple[str, str], ...] | None,
+                        region: str | None = None) -> None:
+        """Replace the ids saved with this region's policy of ``key_id`` (None: none)."""
+        region = region or self._region
+        con.execute("DELETE FROM policy_principals WHERE key_id=? AND region=?",
+                    (key_id, region))
+        if ids is not None:
+            con.executemany("INSERT INTO policy_principals VALUES (?,?,?,?)",
+                            [(key_id, region, a, u) for a, u in (("", ""), *ids)])
+
+    def grant_principals(self, grant_id: str) -> dict[str, str] | None:
+        """The ids saved with a grant's grantee / retiring principal, or None (saved
+        before v6, or without an identity store: matched by ARN)."""
+        rows = self._con().execute("SELECT arn, user_id FROM grant_principals WHERE "
+                                   "grant_id=?", (grant_id,)).fetchall()
+        return {a: u for a, u in rows if a} if rows else None
 
     def _is_primary_here(self, con: sqlite3.Connection, key_id: str) -> bool:
         row = con.execute("SELECT region FROM keys WHERE key_id=?", (key_id,)).fetchone()
@@ -391,6 +447,8 @@ class SQLiteKeyStore:
                  key.policy, json.dumps([list(t) for t in key.tags]), key.current_version,
                  key.rotation_period_days, key.next_rotation_date, m.expiration_model,
                  m.valid_to, key.material_id, m.custom_key_store_id, self._region))
+            if key.policy_principals is not None:
+                self._put_principals(con, m.key_id, key.policy_principals)
             if version is not None:
                 self._insert_version(con, version,
                                      "pkcs11" if m.custom_key_store_id is not None else None)
@@ -426,6 +484,11 @@ class SQLiteKeyStore:
             return self._must_key(con, key_id)
 
     def _set(self, con: sqlite3.Connection, key_id: str, cols: dict) -> None:
+        cols = dict(cols)
+        if "policy" in cols or "policy_principals" in cols:
+            # The ids belong to the document they were resolved for: a policy saved without
+            # them (a KMS that knows no users) drops the old document's ids too.
+            self._put_principals(con, key_id, cols.pop("policy_principals", None))
         bad = set(cols) - _MUTABLE
         if bad:
             raise ValueError(f"immutable columns {sorted(bad)}")
@@ -583,6 +646,8 @@ class SQLiteKeyStore:
                             (key_id, self._region))
                 con.execute("DELETE FROM key_replicas WHERE key_id=? AND region=?",
                             (key_id, self._region))
+                con.execute("DELETE FROM policy_principals WHERE key_id=? AND region=?",
+                            (key_id, self._region))
                 left = con.execute("SELECT COUNT(*) FROM key_replicas WHERE key_id=?",
                                    (key_id,)).fetchone()[0]
                 state, days = con.execute("SELECT key_state, pending_window_days FROM keys "
@@ -603,8 +668,8 @@ class SQLiteKeyStore:
     # -- multi-Region keys (kms.service replicate_key / update_primary_region) ---------------
 
     def create_replica(self, key_id: str, region: str, check: KeyCheck, *, now: float,
-                       description: str, policy: str, tags: tuple[tuple[str, str], ...]
-                       ) -> Key:
+                       description: str, policy: str, tags: tuple[tuple[str, str], ...],
+                       policy_principals: tuple[tuple[str, str], ...] | None = None) -> Key:
         """Add ``region``'s replica of this region's primary ``key_id`` after ``check``;
         returns the replica as ``region`` sees it. AlreadyExistsException if the key is there."""
         with self._txn() as con:
@@ -618,6 +683,7 @@ class SQLiteKeyStore:
                         "VALUES (?,?,?,?,?,?,?,?,?)",
                         (key_id, region, now, description, KeyState.ENABLED.value, None, None,
                          policy, json.dumps([list(t) for t in tags])))
+            self._put_principals(con, key_id, policy_principals, region)
             return self.for_region(region)._must_key(con, key_id)
 
     def update_primary_region(self, key_id: str, region: str, check: KeyCheck) -> None:
@@ -807,8 +873,10 @@ class SQLiteKeyStore:
     _GRANT_COLS = ("grant_id, key_id, issuing_account, name, creation_date, grantee_principal, "
                    "retiring_principal, operations, constraints")
 
-    def create_grant(self, row: tuple, check: KeyCheck, max_per_key: int) -> None:
-        """Insert a grant row (``_GRANT_COLS`` order) after ``check(key)`` passes."""
+    def create_grant(self, row: tuple, check: KeyCheck, max_per_key: int,
+                     principals: tuple[tuple[str, str], ...] | None = None) -> None:
+        """Insert a grant row (``_GRANT_COLS`` order) after ``check(key)`` passes, with the
+        ids of the users it names (``principals``; None: none saved)."""
         with self._txn() as con:
             check(self._must_key(con, row[1]))
             (n,) = con.execute("SELECT COUNT(*) FROM grants WHERE key_id=? AND region=?",
@@ -818,6 +886,9 @@ class SQLiteKeyStore:
                     f"The key has reached its limit of {max_per_key} grants.")
             con.execute(f"INSERT INTO grants ({self._GRANT_COLS}, region) VALUES "
                         "(?,?,?,?,?,?,?,?,?,?)", (*row, self._region))
+            if principals is not None:
+                con.executemany("INSERT INTO grant_principals VALUES (?,?,?)",
+                                [(row[0], a, u) for a, u in (("", ""), *principals)])
 
     def get_grant(self, grant_id: str) -> tuple | None:
         return self._con().execute(f"SELECT {self._GRANT_COLS} FROM grants WHERE grant_id=? "

@@ -491,6 +491,8 @@ def test_version_1_database_still_opens(tmp_path, clock, sink):
     con = sqlite3.connect(tmp_path / "kms" / "kms.db")
     con.executescript(f"""
         PRAGMA foreign_keys=OFF;
+        DROP TABLE policy_principals;
+        DROP TABLE grant_principals;
         DROP TABLE import_tokens;
         DROP TABLE custom_key_stores;
         DROP TABLE settings;
