@@ -39,6 +39,7 @@ from typing import Callable, Iterator
 
 from gateway.auth.types import Credential
 from kms.crypto import secretbox
+from kms.store.sqlite import create_private_db
 from kms.iam import errors as ie
 from kms.iam.arn import ARNError, is_account_id, parse_arn, policy_arn, root_arn, user_arn
 from kms.iam.errors import PolicyError
@@ -231,7 +232,7 @@ class IdentityStore:
             raise ValueError(f"{key_file} is missing: stored access keys cannot be opened "
                              "(give its place with --iam-key-file / COFFER_IAM_KEY_FILE)")
         key = _load_key(key_file)
-        _create_private(db_path)
+        create_private_db(db_path)
         conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None,
                                timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -682,13 +683,3 @@ def _validate(document: str) -> None:
         parse_policy(document, kind="identity", saving=True)
     except PolicyError as exc:
         raise ie.MalformedPolicyDocument(exc.message) from None
-
-
-def _create_private(path) -> None:
-    """Create the SQLite database file 0600 if it is missing (SQLite gives -wal / -shm the
-    database file's mode). Never opens an existing database: closing any descriptor of a file
-    drops every POSIX lock this process holds on it, including SQLite's."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass

@@ -73,7 +73,7 @@ from kms.model import (Alias, ConnectionState, CustomKeyStore, Key, KeyManager, 
                        KeySpec, KeyState, KeyUsage, KeyVersion, Origin, RotationType)
 from kms.store.base import KeyChanges, KeyCheck
 
-__all__ = ["SQLiteKeyStore", "SCHEMA_VERSION"]
+__all__ = ["SQLiteKeyStore", "SCHEMA_VERSION", "create_private_db"]
 
 SCHEMA_VERSION = 6
 
@@ -291,7 +291,7 @@ class SQLiteKeyStore:
         if con is None:
             if self._closed:
                 raise KMSInternalException("key store is closed")
-            _create_private(self._path)
+            create_private_db(self._path)
             con = sqlite3.connect(self._path, timeout=30, isolation_level=None,
                                   check_same_thread=False)
             con.execute("PRAGMA journal_mode=WAL")
@@ -949,7 +949,7 @@ class SQLiteKeyStore:
         return n
 
 
-def _create_private(path) -> None:
+def create_private_db(path) -> None:
     """Create the SQLite database file 0600 if it is missing (SQLite gives -wal / -shm the
     database file's mode). Never opens an existing database: closing any descriptor of a file
     drops every POSIX lock this process holds on it, including SQLite's."""
