@@ -124,7 +124,8 @@ class ObjectStore(Protocol):
 
     async def head_bucket(self, name: str) -> BucketInfo: ...
     async def delete_bucket(self, name: str) -> None:
-        """Raises BucketNotEmpty if it holds objects or in-progress multipart uploads."""
+        """Raises BucketNotEmpty if it holds objects; in-progress multipart uploads are
+        aborted with the bucket (as S3 does)."""
 
     async def list_buckets(self) -> list[BucketInfo]: ...
 

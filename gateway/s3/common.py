@@ -25,6 +25,7 @@ from gateway.config import Config
 from gateway.principal_info import Principal
 from gateway.s3.errors import S3Error
 from gateway.s3.operations import S3Operation
+from gateway.s3.rfc2047 import decode_value, encode_value
 from gateway.s3.xml import http_date
 from storage import errors as se
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
@@ -107,6 +108,7 @@ def meta_from_headers(headers: Any) -> dict[str, Any]:
         lname = name.lower()
         if lname.startswith("x-amz-meta-"):
             short = lname[len("x-amz-meta-"):]
+            value = decode_value(value)         # RFC 2047 words stored decoded (rfc2047.py)
             user[short] = value if short not in user else f"{user[short]},{value}"
             size += len(short.encode()) + len(value.encode())
     if size > USER_META_LIMIT:
@@ -145,7 +147,7 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
     }
     out.update(meta.get("headers", {}))
     for name, value in meta.get("user", {}).items():
-        out[f"x-amz-meta-{name}"] = value
+        out[f"x-amz-meta-{name}"] = encode_value(value)
     if meta.get("storage_class", "STANDARD") != "STANDARD":
         out["x-amz-storage-class"] = meta["storage_class"]
     return out

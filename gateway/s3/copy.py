@@ -53,11 +53,17 @@ async def open_copy_source(call: S3Call) -> tuple[ObjectReader, tuple[str, str]]
 
 
 def copy_source_range(value: str | None, size: int) -> tuple[int, int]:
-    """``x-amz-copy-source-range: bytes=first-last`` (both required); bad -> InvalidArgument."""
+    """``x-amz-copy-source-range: bytes=first-last`` (both required); malformed ->
+    InvalidArgument, past the source's end -> InvalidRange."""
     if value is None:
         return 0, size
     m = _COPY_RANGE_RE.match(value.strip())
-    if not m or int(m.group(2)) < int(m.group(1)) or int(m.group(2)) >= size:
+    if m and int(m.group(1)) <= int(m.group(2)) and int(m.group(2)) >= size:
+        # A well-formed range reaching past the source's end is unsatisfiable, not malformed
+        # [S3 API, UploadPartCopy, x-amz-copy-source-range; ceph s3-tests
+        # test_multipart_copy_invalid_range].
+        raise S3Error("InvalidRange", ActualObjectSize=str(size), RangeRequested=value[:64])
+    if not m or int(m.group(2)) < int(m.group(1)):
         raise S3Error("InvalidArgument", "Range specified is not valid for source object of "
                       f"size: {size}", ArgumentName="x-amz-copy-source-range",
                       ArgumentValue=value)
@@ -116,7 +122,7 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
             meta = meta_from_headers(headers)
         else:
             meta = {k: v for k, v in src.meta.items()
-                    if k not in ("checksums", "checksum_type", "sse")}
+                    if k not in ("checksums", "checksum_type", "sse", "completed_upload")}
             if "x-amz-storage-class" in headers:
                 meta["storage_class"] = meta_from_headers(headers)["storage_class"]
         if (same and directive == "COPY" and "x-amz-storage-class" not in headers

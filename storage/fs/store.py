@@ -210,7 +210,10 @@ class FSObjectStore(MultipartMixin):
         with b.lock:
             if b.deleted:
                 raise NoSuchBucket(name)
-            if not b.index.is_empty() or os.listdir(b.paths.uploads):
+            # In-progress multipart uploads do not keep a bucket alive: S3 deletes a bucket
+            # whose only content is uploads and aborts them (they leave with the directory;
+            # a part or completion racing this finds its bucket gone).
+            if not b.index.is_empty():
                 raise BucketNotEmpty(name)
             b.deleted = True
             b.index.close()

@@ -199,10 +199,8 @@ async def test_buckets(store: FSObjectStore) -> None:
     with pytest.raises(BucketNotEmpty):
         await store.delete_bucket("zzz")
     await store.delete_object("zzz", "k")
-    up = await store.create_multipart_upload("zzz", "m", {})
-    with pytest.raises(BucketNotEmpty):
-        await store.delete_bucket("zzz")
-    await store.abort_multipart_upload("zzz", up.upload_id)
+    # Only in-progress uploads left: the bucket goes, and its uploads with it (issue 14).
+    await store.create_multipart_upload("zzz", "m", {})
     await store.delete_bucket("zzz")
     for call in (store.head_bucket("zzz"), store.delete_bucket("zzz"),
                  store.list_objects("zzz"), store.get_bucket_config("zzz", "encryption")):
