@@ -140,6 +140,11 @@ class ObjectStore(Protocol):
         """Raises NoSuchKey."""
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo: ...
+    async def update_object_meta(self, bucket: str, key: str,
+                                 changes: dict[str, Any]) -> ObjectInfo:
+        """Set (a None value: remove) members of the key's ``meta`` in one atomic step, the
+        bytes, ETag and Last-Modified unchanged (PutObjectTagging). A concurrent commit of the
+        key either precedes it (and is updated) or replaces it whole. Raises NoSuchKey."""
     async def delete_object(self, bucket: str, key: str) -> bool:
         """True if something was deleted; deleting a missing key is not an error."""
 

@@ -10,6 +10,7 @@ The gateway's part of an object's stored record (``ObjectInfo.meta``)::
       "checksums": {"CRC32": "<b64>"},                           # verified at upload
       "checksum_type": "FULL_OBJECT" | "COMPOSITE",
       "storage_class": "STANDARD",
+      "tags": {"key": "value"},                                  # x-amz-tagging, when any
     }
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gateway.principal_info import Principal
 from gateway.s3.errors import S3Error
 from gateway.s3.operations import S3Operation
 from gateway.s3.rfc2047 import decode_value, encode_value
+from gateway.s3.tagset import TAGS_META, parse_tagging_header
 from gateway.s3.xml import http_date
 from storage import errors as se
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
@@ -123,8 +125,12 @@ def meta_from_headers(headers: Any) -> dict[str, Any]:
     storage_class = headers.get("x-amz-storage-class", "STANDARD")
     if storage_class not in _STORAGE_CLASSES:
         raise S3Error("InvalidStorageClass", StorageClassRequested=storage_class)
-    return {"content_type": headers.get("Content-Type"), "headers": stored, "user": user,
-            "storage_class": storage_class}
+    out = {"content_type": headers.get("Content-Type"), "headers": stored, "user": user,
+           "storage_class": storage_class}
+    tags = parse_tagging_header(headers.get("x-amz-tagging"))
+    if tags:
+        out[TAGS_META] = tags           # committed with the object (gateway.s3.tagging)
+    return out
 
 
 def quote_etag(etag: str) -> str:
@@ -148,6 +154,8 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
     out.update(meta.get("headers", {}))
     for name, value in meta.get("user", {}).items():
         out[f"x-amz-meta-{name}"] = encode_value(value)
+    if meta.get(TAGS_META):
+        out["x-amz-tagging-count"] = str(len(meta[TAGS_META]))
     if meta.get("storage_class", "STANDARD") != "STANDARD":
         out["x-amz-storage-class"] = meta["storage_class"]
     return out

@@ -52,5 +52,8 @@ def encode_value(value: str) -> str:
     """A stored metadata value for a response header."""
     if all(c == "\t" or " " <= c <= "~" for c in value):
         return value
-    data = value.encode("utf-8", "surrogateescape")
+    try:
+        data = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:          # a lone surrogate no header byte could have made
+        data = value.encode("utf-8", "replace")
     return "=?UTF-8?B?" + base64.b64encode(data).decode("ascii") + "?="

@@ -24,10 +24,10 @@ _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _BUCKET_SUBRESOURCES_NOT_IMPLEMENTED = {
     "accelerate", "analytics", "cors", "intelligent-tiering", "inventory", "lifecycle",
     "logging", "metrics", "notification", "ownershipControls", "publicAccessBlock",
-    "replication", "requestPayment", "tagging", "website", "object-lock", "versions",
+    "replication", "requestPayment", "website", "object-lock", "versions",
 }
 _OBJECT_SUBRESOURCES_NOT_IMPLEMENTED = {
-    "tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes",
+    "retention", "legal-hold", "torrent", "restore", "select", "attributes",
 }
 
 
@@ -96,6 +96,9 @@ def _bucket_operation(method: str, q: Mapping[str, str]) -> str:
     if "policy" in q and method in ("GET", "PUT", "DELETE"):
         return {"GET": "GetBucketPolicy", "PUT": "PutBucketPolicy",
                 "DELETE": "DeleteBucketPolicy"}[method]
+    if "tagging" in q and method in ("GET", "PUT", "DELETE"):
+        return {"GET": "GetBucketTagging", "PUT": "PutBucketTagging",
+                "DELETE": "DeleteBucketTagging"}[method]
     if "policyStatus" in q and method == "GET":
         return "GetBucketPolicyStatus"
     if method == "GET":
@@ -127,6 +130,9 @@ def _bucket_operation(method: str, q: Mapping[str, str]) -> str:
 
 
 def _object_operation(method: str, q: Mapping[str, str]) -> str:
+    if "tagging" in q and method in ("GET", "PUT", "DELETE"):
+        return {"GET": "GetObjectTagging", "PUT": "PutObjectTagging",
+                "DELETE": "DeleteObjectTagging"}[method]
     if "acl" in q:
         if method == "GET":
             return "GetObjectAcl"
