@@ -19,6 +19,9 @@ __all__ = ["parse_request", "operation_name", "validate_bucket_name", "MAX_KEY_B
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+# A "%" that does not start a %XX escape: the path cannot be decoded (Python's unquote would
+# keep it literally and name another key).
+_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 # Sub-resources we answer; anything else on a bucket or object is NotImplemented.
 _BUCKET_SUBRESOURCES_NOT_IMPLEMENTED = {
@@ -56,6 +59,8 @@ def parse_request(method: str, raw_path: str, vhost_bucket: str | None,
     operation. Raises S3Error only (InvalidURI, KeyTooLongError, MethodNotAllowed,
     NotImplemented, InvalidArgument)."""
     path, _, raw_query = raw_path.partition("?")
+    if _BAD_ESCAPE_RE.search(path):
+        raise S3Error("InvalidURI")
     try:
         decoded = unquote(path, errors="strict")
     except UnicodeDecodeError as exc:

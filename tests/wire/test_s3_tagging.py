@@ -30,10 +30,10 @@ def _tags(resp) -> dict[str, str]:
 
 
 def _signed(server, method: str, path: str, headers: dict[str, str] | None = None,
-            body: bytes = b""):
+            body: bytes = b"", creds: tuple[str, str] | None = None):
     req = AWSRequest(method=method, url=server.endpoint + path, data=body,
                      headers=headers or {})
-    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3",
+    S3SigV4Auth(Credentials(*(creds or (server.access_key, server.secret_key))), "s3",
                 server.region).add_auth(req)
     raw = urllib.request.Request(req.url, data=body or None,
                                  headers=dict(req.headers.items()), method=method)
@@ -346,3 +346,15 @@ def test_bucket_tagging_actions(s3, bucket, other):
         assert error_code(exc) == "NoSuchTagSet"
     finally:
         s3.delete_bucket_policy(Bucket=bucket)
+
+
+def test_a_bad_tagging_body_from_an_unauthorized_caller_is_access_denied(server, s3, bucket):
+    """The stage reads the PutObjectTagging body for s3:RequestObjectTag before it
+    authorizes; what is wrong with the body is answered only to a caller who may tag."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    _, key, secret = new_account(server)
+    status, _, out = _signed(server, "PUT", f"/{bucket}/k?tagging", None, b"not xml",
+                             creds=(key, secret))
+    assert status == 403 and b"AccessDenied" in out, out
+    status, _, out = _signed(server, "PUT", f"/{bucket}/k?tagging", None, b"not xml")
+    assert status == 400 and b"MalformedXML" in out, out

@@ -210,6 +210,14 @@ def test_unparsable_key_is_400_invalid_uri(server, bucket):
             or b"Couldn't parse the specified URI." in body, body
         status, _, body = _raw(server, "PUT", path, body=b"x")
         assert status == 400 and b"InvalidURI" in body, (path, body)
+    # A "%" that starts no escape (botocore cannot sign such a path: sent unsigned, the
+    # router answers before any authorization).
+    for path in (f"/{bucket}/a%zz", f"/{bucket}/%", f"/{bucket}/a%2"):
+        status, _, body = _raw(server, "GET", path, sign=False)
+        assert status == 400 and b"<Code>InvalidURI</Code>" in body, (path, status, body)
+    # A literal "%" sent as %25 is an ordinary key.
+    status, _, body = _raw(server, "GET", f"/{bucket}/a%25")
+    assert status == 404 and b"NoSuchKey" in body, body
 
 
 # -- UploadPartCopy range ---------------------------------------------------------------------
