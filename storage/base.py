@@ -124,7 +124,8 @@ class ObjectStore(Protocol):
 
     async def head_bucket(self, name: str) -> BucketInfo: ...
     async def delete_bucket(self, name: str) -> None:
-        """Raises BucketNotEmpty if it holds objects or in-progress multipart uploads."""
+        """Raises BucketNotEmpty if it holds objects; in-progress multipart uploads are
+        aborted with the bucket (as S3 does)."""
 
     async def list_buckets(self) -> list[BucketInfo]: ...
 
@@ -139,6 +140,11 @@ class ObjectStore(Protocol):
         """Raises NoSuchKey."""
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo: ...
+    async def update_object_meta(self, bucket: str, key: str,
+                                 changes: dict[str, Any]) -> ObjectInfo:
+        """Set (a None value: remove) members of the key's ``meta`` in one atomic step, the
+        bytes, ETag and Last-Modified unchanged (PutObjectTagging). A concurrent commit of the
+        key either precedes it (and is updated) or replaces it whole. Raises NoSuchKey."""
     async def delete_object(self, bucket: str, key: str) -> bool:
         """True if something was deleted; deleting a missing key is not an error."""
 

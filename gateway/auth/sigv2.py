@@ -110,6 +110,15 @@ def _iso(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _bucket_paths(raw_path: str, vhost_bucket: str | None) -> tuple[str, ...]:
+    """The paths a signer may have signed for ``raw_path``. A path-style bucket request sent
+    to ``/bucket`` is signed by botocore's HmacV1Auth as ``/bucket/`` (its auth_path; the
+    RESTAuthentication doc's own bucket examples end in "/"): both name the same bucket."""
+    if vhost_bucket is None and raw_path.count("/") == 1 and len(raw_path) > 1:
+        return raw_path, raw_path + "/"
+    return (raw_path,)
+
+
 def authenticate_header(method: str, raw_path: str, raw_query: str,
                         headers: Mapping[str, str], lookup: CredentialLookup, *,
                         now: float, region: str, vhost_bucket: str | None = None) -> AuthContext:
@@ -150,10 +159,11 @@ def authenticate_header(method: str, raw_path: str, raw_query: str,
     dates = _unique("", http_date) if "x-amz-date" in index else [http_date]
 
     def candidates() -> Iterator[str]:
-        for subs in (SUBRESOURCES, _BOTOCORE_SUBRESOURCES):
-            resource = canonical_resource(raw_path, raw_query, vhost_bucket, subs)
-            for d in dates:
-                yield string_to_sign(method, md5, ctype, d, amz, resource)
+        for path in _bucket_paths(raw_path, vhost_bucket):
+            for subs in (SUBRESOURCES, _BOTOCORE_SUBRESOURCES):
+                resource = canonical_resource(path, raw_query, vhost_bucket, subs)
+                for d in dates:
+                    yield string_to_sign(method, md5, ctype, d, amz, resource)
 
     _verify(cred, candidates(), provided)
     return AuthContext(credential=cred, method="sigv2-header", service="s3", region=region,
@@ -202,9 +212,10 @@ def authenticate_query(method: str, raw_path: str, raw_query: str,
     md5 = (index.get("content-md5") or [""])[0].strip()
 
     def candidates() -> Iterator[str]:
-        for subs in (SUBRESOURCES, _BOTOCORE_SUBRESOURCES):
-            resource = canonical_resource(raw_path, raw_query, vhost_bucket, subs)
-            yield string_to_sign(method, md5, ctype, expires_text, amz, resource)
+        for path in _bucket_paths(raw_path, vhost_bucket):
+            for subs in (SUBRESOURCES, _BOTOCORE_SUBRESOURCES):
+                resource = canonical_resource(path, raw_query, vhost_bucket, subs)
+                yield string_to_sign(method, md5, ctype, expires_text, amz, resource)
 
     _verify(cred, candidates(), provided)
     return AuthContext(credential=cred, method="sigv2-query", service="s3", region=region,

@@ -2,6 +2,7 @@
 and the fixed answers for ACL and versioning that clients probe for."""
 from __future__ import annotations
 
+import base64
 import re
 
 from aiohttp import web
@@ -41,13 +42,49 @@ def _owner(call: S3Call) -> dict[str, str]:
     return {"ID": call.account, "DisplayName": call.account}
 
 
+# ListBuckets pagination [S3 API, ListBuckets]: max-buckets is 1-10000; the continuation
+# token is opaque to clients (here: the last name returned, base64url-encoded).
+_MAX_BUCKETS = 10_000
+
+
+def _list_buckets_page(q) -> tuple[int | None, str, str, str | None]:
+    raw = q.get("max-buckets")
+    limit = None
+    if raw is not None:
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= _MAX_BUCKETS:
+            raise S3Error("InvalidArgument", "Argument max-buckets must be an integer between "
+                          f"1 and {_MAX_BUCKETS}", ArgumentName="max-buckets",
+                          ArgumentValue=raw[:64])
+        limit = int(raw)
+    after = ""
+    token = q.get("continuation-token")
+    if token is not None:
+        try:
+            after = base64.urlsafe_b64decode(token.encode("ascii") + b"==").decode("utf-8")
+        except (ValueError, UnicodeError):
+            after = ""
+        if not after:
+            raise S3Error("InvalidArgument", "The continuation token provided is incorrect",
+                          ArgumentName="continuation-token", ArgumentValue=token[:64])
+    return limit, after, q.get("prefix", ""), q.get("bucket-region") or None
+
+
 async def list_buckets(call: S3Call) -> web.StreamResponse:
+    limit, after, prefix, region = _list_buckets_page(call.op.query)
     buckets = await call.store.list_buckets()
-    owned = [b for b in buckets if b.owner == call.account]
+    owned = [b for b in buckets if b.owner == call.account and b.name > after
+             and b.name.startswith(prefix) and (region is None or b.region == region)]
+    page = owned if limit is None else owned[:limit]
+    token = None
+    if limit is not None and len(owned) > limit:
+        token = base64.urlsafe_b64encode(page[-1].name.encode()).decode().rstrip("=")
     body = render("ListAllMyBucketsResult", {
-        "Owner": _owner(call),
+        # <Buckets/> even when empty: strict unmarshallers need the element.
         "Buckets": {"Bucket": [{"Name": b.name, "CreationDate": iso8601(b.created),
-                                "BucketRegion": b.region} for b in owned]} if owned else None,
+                                "BucketRegion": b.region} for b in page]} if page else "",
+        "Owner": _owner(call),
+        "ContinuationToken": token,
+        "Prefix": prefix if "prefix" in call.op.query else None,
     })
     return xml_response(body)
 
@@ -72,6 +109,12 @@ async def create_bucket(call: S3Call) -> web.StreamResponse:
         await call.store.create_bucket(call.bucket, region=region, owner=call.account)
     except se.BucketExists as exc:
         if exc.owner == call.account:
+            existing = call.bucket_info
+            if existing is not None and existing.region == "us-east-1" == region:
+                # [S3 API, CreateBucket, BucketAlreadyOwnedByYou]: "For legacy compatibility,
+                # if you re-create an existing bucket that you already own in the North
+                # Virginia Region, Amazon S3 returns 200 OK".
+                return web.Response(status=200, headers={"Location": f"/{call.bucket}"})
             raise S3Error("BucketAlreadyOwnedByYou", BucketName=call.bucket) from exc
         raise S3Error("BucketAlreadyExists", BucketName=call.bucket) from exc
     return web.Response(status=200, headers={"Location": f"/{call.bucket}"})

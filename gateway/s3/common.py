@@ -10,6 +10,7 @@ The gateway's part of an object's stored record (``ObjectInfo.meta``)::
       "checksums": {"CRC32": "<b64>"},                           # verified at upload
       "checksum_type": "FULL_OBJECT" | "COMPOSITE",
       "storage_class": "STANDARD",
+      "tags": {"key": "value"},                                  # x-amz-tagging, when any
     }
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ from gateway.errors import storage_to_s3 as storage_error
 from gateway.principal_info import Principal
 from gateway.s3.errors import S3Error
 from gateway.s3.operations import S3Operation
+from gateway.s3.rfc2047 import decode_value, encode_value
+from gateway.s3.tagset import TAGS_META, parse_tagging_header
 from gateway.s3.xml import http_date
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
 
@@ -100,7 +103,9 @@ def meta_from_headers(headers: Any) -> dict[str, Any]:
         lname = name.lower()
         if lname.startswith("x-amz-meta-"):
             short = _text(name, lname[len("x-amz-meta-"):])
-            value = _text(name, value)
+            # RFC 2047 words stored decoded, other bytes as Latin-1 (rfc2047.py); whatever
+            # still cannot be UTF-8 is refused.
+            value = _text(name, decode_value(value))
             user[short] = value if short not in user else f"{user[short]},{value}"
             size += len(short.encode()) + len(value.encode())
     if size > USER_META_LIMIT:
@@ -118,8 +123,12 @@ def meta_from_headers(headers: Any) -> dict[str, Any]:
     content_type = headers.get("Content-Type")
     if content_type is not None:
         content_type = _text("Content-Type", content_type)
-    return {"content_type": content_type, "headers": stored, "user": user,
-            "storage_class": storage_class}
+    out = {"content_type": content_type, "headers": stored, "user": user,
+           "storage_class": storage_class}
+    tags = parse_tagging_header(headers.get("x-amz-tagging"))
+    if tags:
+        out[TAGS_META] = tags           # committed with the object (gateway.s3.tagging)
+    return out
 
 
 def quote_etag(etag: str) -> str:
@@ -142,7 +151,9 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
     }
     out.update(meta.get("headers", {}))
     for name, value in meta.get("user", {}).items():
-        out[f"x-amz-meta-{name}"] = value
+        out[f"x-amz-meta-{name}"] = encode_value(value)
+    if meta.get(TAGS_META):
+        out["x-amz-tagging-count"] = str(len(meta[TAGS_META]))
     if meta.get("storage_class", "STANDARD") != "STANDARD":
         out["x-amz-storage-class"] = meta["storage_class"]
     return out

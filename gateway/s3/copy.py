@@ -24,6 +24,7 @@ from gateway.s3.object_get import check_preconditions
 from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.object_put import check_write_preconditions, sealed_stream, sse_etag, \
     write_and_commit
+from gateway.s3.tagset import TAGS_META, parse_tagging_header, tagging_directive
 from gateway.s3.xml import iso8601, render
 from gateway.sse.envelope import decrypt_stream
 from gateway.sse.envelope import response_headers as sse_response_headers
@@ -59,11 +60,17 @@ async def open_copy_source(call: S3Call) -> tuple[ObjectReader, tuple[str, str]]
 
 
 def copy_source_range(value: str | None, size: int) -> tuple[int, int]:
-    """``x-amz-copy-source-range: bytes=first-last`` (both required); bad -> InvalidArgument."""
+    """``x-amz-copy-source-range: bytes=first-last`` (both required); malformed ->
+    InvalidArgument, past the source's end -> InvalidRange."""
     if value is None:
         return 0, size
     m = _COPY_RANGE_RE.match(value.strip())
-    if not m or int(m.group(2)) < int(m.group(1)) or int(m.group(2)) >= size:
+    if m and int(m.group(1)) <= int(m.group(2)) and int(m.group(2)) >= size:
+        # A well-formed range reaching past the source's end is unsatisfiable, not malformed
+        # [S3 API, UploadPartCopy, x-amz-copy-source-range; ceph s3-tests
+        # test_multipart_copy_invalid_range].
+        raise S3Error("InvalidRange", ActualObjectSize=str(size), RangeRequested=value[:64])
+    if not m or int(m.group(2)) < int(m.group(1)):
         raise S3Error("InvalidArgument", "Range specified is not valid for source object of "
                       f"size: {size}", ArgumentName="x-amz-copy-source-range",
                       ArgumentValue=value)
@@ -141,9 +148,17 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
             meta = meta_from_headers(headers)
         else:
             meta = {k: v for k, v in src.meta.items()
-                    if k not in ("checksums", "checksum_type", "sse")}
+                    if k not in ("checksums", "checksum_type", "sse", "completed_upload",
+                                 TAGS_META)}
             if "x-amz-storage-class" in headers:
                 meta["storage_class"] = meta_from_headers(headers)["storage_class"]
+        # x-amz-tagging-directive: COPY keeps the source's tags, REPLACE takes the header's
+        # [S3 API, CopyObject], whatever the metadata directive says.
+        meta.pop(TAGS_META, None)
+        tags = (parse_tagging_header(headers.get("x-amz-tagging"))
+                if tagging_directive(headers) == "REPLACE" else src.meta.get(TAGS_META))
+        if tags:
+            meta[TAGS_META] = dict(tags)
         if (same and directive == "COPY" and "x-amz-storage-class" not in headers
                 and not _asks_for_encryption(headers)):
             raise S3Error("InvalidRequest", "This copy request is illegal because it is trying "

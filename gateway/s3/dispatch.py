@@ -39,7 +39,7 @@ from gateway.context import context_of
 from gateway.principal_info import Principal, PrincipalError, principal_for
 from gateway.regions import region_allowed, wrong_region
 from gateway.s3 import (authz, bucket, copy, encryption, listing, multipart, object_get,
-                        object_put, policy)
+                        object_put, policy, tagging)
 from gateway.s3.common import S3Call
 from gateway.s3.errors import S3Error
 from gateway.s3.operations import OPERATIONS, Permission, S3Operation, Scope, UnknownOperation
@@ -57,6 +57,7 @@ Handler = Callable[[S3Call], Awaitable[web.StreamResponse]]
 HANDLERS: Mapping[str, Handler] = {
     **bucket.HANDLERS, **listing.HANDLERS, **object_get.HANDLERS, **object_put.HANDLERS,
     **copy.HANDLERS, **multipart.HANDLERS, **encryption.HANDLERS, **policy.HANDLERS,
+    **tagging.HANDLERS,
 }
 # Every handler has an operation (hence an action), every operation a handler.
 assert set(HANDLERS) == set(OPERATIONS), set(HANDLERS) ^ set(OPERATIONS)
@@ -103,6 +104,14 @@ class Stage:
         self._conditions: dict[str, Any] = {**self._base, **op.conditions}
         self._buckets: dict[str, BucketInfo] = {}
         self.authorized = False
+        self.tags = tagging.NO_TAGS     # the tags read before authorizing (gateway.s3.tagging)
+
+    def add_tags(self, tags: "tagging.TagPrefetch") -> None:
+        """Tag condition keys read before ``authorize`` (s3:ExistingObjectTag/...,
+        s3:RequestObjectTag/... of a PutObjectTagging body)."""
+        assert not self.authorized
+        self.tags = tags
+        self._conditions.update(tags.conditions)
 
     # -- the stage ----------------------------------------------------------------------------
 
@@ -291,6 +300,8 @@ async def handle_s3(request: web.Request, note: dict[str, Any],
     region, info = await _request_region(services.store, cfg, auth_ctx, op)
     note["region"] = region
     stage = Stage(request, op, principal, services.store, cfg, region, note)
+    stage.add_tags(await tagging.prefetch(request, op, auth_ctx, services.store,
+                                          info is not None))
     await stage.authorize(info)
     call = S3Call(request=request, op=op, auth=auth_ctx, principal=principal,
                   store=services.store, config=cfg,

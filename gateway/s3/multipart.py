@@ -187,8 +187,34 @@ def parse_complete_request(body: bytes) -> list[tuple[int, str]]:
     return parts
 
 
+# The object record names the upload it completed, so a retried Complete can be answered.
+COMPLETED_UPLOAD = "completed_upload"
+
+
+async def _completed_before(call: S3Call) -> web.StreamResponse | None:
+    """A Complete retried after it succeeded (its response lost) answers the same result, as
+    AWS does, while the key still holds the object that upload made; else None."""
+    upload_id = call.op.query.get("uploadId", "")
+    try:
+        info = await call.store.head_object(call.bucket, call.key)
+    except se.StorageError:
+        return None
+    if not upload_id or info.meta.get(COMPLETED_UPLOAD) != upload_id:
+        return None
+    await read_body(call.request.content, call.request.headers, call.auth, 4 * 1024 * 1024)
+    result = {"Location": f"/{call.bucket}/{call.key}", "Bucket": call.bucket,
+              "Key": call.key, "ETag": quote_etag(info.etag)}
+    return xml_response(render("CompleteMultipartUploadResult", result))
+
+
 async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
-    upload = await _upload(call)
+    try:
+        upload = await _upload(call)
+    except S3Error as exc:
+        done = await _completed_before(call) if exc.code == "NoSuchUpload" else None
+        if done is None:
+            raise
+        return done
     body = await read_body(call.request.content, call.request.headers, call.auth, 4 * 1024 * 1024)
     requested = parse_complete_request(body)
     numbers = [n for n, _ in requested]
@@ -207,6 +233,7 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
                           PartNumber=str(number), ETag=etag)
     chosen = [stored[n] for n in numbers]
     meta = dict(upload.meta)
+    meta[COMPLETED_UPLOAD] = upload.upload_id
     algorithm = meta.pop("checksum_algorithm", None)
     meta["checksums"], meta["checksum_type"] = {}, None
     record = meta.get("sse")

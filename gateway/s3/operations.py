@@ -41,10 +41,12 @@ from typing import Any, Mapping
 from urllib.parse import unquote
 
 from gateway.s3.errors import S3Error
+from gateway.s3.tagset import (REQUEST_TAG_OPERATIONS, parse_tagging_header,
+                               request_tag_conditions, tagging_directive)
 
 __all__ = ["S3Operation", "Permission", "OperationSpec", "Scope", "Event", "OPERATIONS",
            "UnknownOperation", "make_operation", "parse_max_keys", "parse_copy_source",
-           "bucket_arn", "object_arn", "MAX_KEY_BYTES", "INT_MAX"]
+           "bucket_arn", "object_arn", "MAX_KEY_BYTES", "INT_MAX", "request_tags"]
 
 MAX_KEY_BYTES = 1024
 INT_MAX = 2 ** 31 - 1
@@ -113,6 +115,15 @@ OPERATIONS: Mapping[str, OperationSpec] = MappingProxyType({
     "GetBucketPolicy": OperationSpec("s3:GetBucketPolicy", _B, _M),
     "DeleteBucketPolicy": OperationSpec("s3:DeleteBucketPolicy", _B, _M),
     "GetBucketPolicyStatus": OperationSpec("s3:GetBucketPolicyStatus", _B, _M),
+    # Tagging (gateway.s3.tagging). DeleteBucketTagging is authorized as s3:PutBucketTagging
+    # [S3 API, DeleteBucketTagging: "you must have permission to perform the
+    # s3:PutBucketTagging action"]; object tagging calls are data events.
+    "GetObjectTagging": OperationSpec("s3:GetObjectTagging", _O, _D),
+    "PutObjectTagging": OperationSpec("s3:PutObjectTagging", _O, _D),
+    "DeleteObjectTagging": OperationSpec("s3:DeleteObjectTagging", _O, _D),
+    "GetBucketTagging": OperationSpec("s3:GetBucketTagging", _B, _M),
+    "PutBucketTagging": OperationSpec("s3:PutBucketTagging", _B, _M),
+    "DeleteBucketTagging": OperationSpec("s3:PutBucketTagging", _B, _M),
 })
 
 
@@ -228,8 +239,19 @@ def _conditions(name: str, spec: OperationSpec, headers: Mapping[str, str],
     return ctx
 
 
+def request_tags(name: str, headers: Mapping[str, str]) -> dict[str, str] | None:
+    """The tags a PutObject / CopyObject (REPLACE) / CreateMultipartUpload sets from
+    ``x-amz-tagging``; None when it sets none that way. Raises S3Error (gateway.s3.tagset)."""
+    if name not in REQUEST_TAG_OPERATIONS:
+        return None
+    if name == "CopyObject" and tagging_directive(headers) != "REPLACE":
+        return None
+    return parse_tagging_header(headers.get("x-amz-tagging"))
+
+
 def _permissions(spec: OperationSpec, bucket: str | None, key: str | None,
-                 source: tuple[str, str] | None) -> tuple[Permission, ...]:
+                 source: tuple[str, str] | None,
+                 tags: dict[str, str] | None = None) -> tuple[Permission, ...]:
     if spec.scope is Scope.ACCOUNT:
         resource = bucket_arn(bucket) if bucket else "arn:aws:s3:::*"
         perms = [Permission(spec.action, resource, None)]
@@ -241,6 +263,12 @@ def _permissions(spec: OperationSpec, bucket: str | None, key: str | None,
     else:
         assert bucket is not None and key is not None
         perms = [Permission(spec.action, object_arn(bucket, key), bucket, key)]
+    if tags:
+        # Setting tags with the object needs s3:PutObjectTagging too [S3 API, PutObject,
+        # "Permissions": "To successfully set the tag-set with your PutObject request, you
+        # must have the s3:PutObjectTagging"]; an empty x-amz-tagging sets none.
+        assert bucket is not None and key is not None
+        perms.append(Permission("s3:PutObjectTagging", object_arn(bucket, key), bucket, key))
     if source is not None:
         perms.append(Permission("s3:GetObject", object_arn(*source), source[0], source[1],
                                 request_conditions=False))
@@ -256,8 +284,10 @@ def make_operation(name: str, bucket: str | None, key: str | None, query: Mappin
         raise UnknownOperation(name)
     source = parse_copy_source(headers.get("x-amz-copy-source")) if spec.copies else None
     max_keys = parse_max_keys(query.get(spec.lists), spec.lists) if spec.lists else None
+    tags = request_tags(name, headers)
+    conditions = {**_conditions(name, spec, headers, query, max_keys),
+                  **request_tag_conditions(tags)}
     return S3Operation(name=name, bucket=bucket, key=key, query=MappingProxyType(dict(query)),
-                       spec=spec, permissions=_permissions(spec, bucket, key, source),
-                       conditions=MappingProxyType(_conditions(name, spec, headers, query,
-                                                               max_keys)),
+                       spec=spec, permissions=_permissions(spec, bucket, key, source, tags),
+                       conditions=MappingProxyType(conditions),
                        copy_source=source, max_keys=max_keys)

@@ -19,15 +19,18 @@ __all__ = ["parse_request", "operation_name", "validate_bucket_name", "MAX_KEY_B
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+# A "%" that does not start a %XX escape: the path cannot be decoded (Python's unquote would
+# keep it literally and name another key).
+_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 # Sub-resources we answer; anything else on a bucket or object is NotImplemented.
 _BUCKET_SUBRESOURCES_NOT_IMPLEMENTED = {
     "accelerate", "analytics", "cors", "intelligent-tiering", "inventory", "lifecycle",
     "logging", "metrics", "notification", "ownershipControls", "publicAccessBlock",
-    "replication", "requestPayment", "tagging", "website", "object-lock", "versions",
+    "replication", "requestPayment", "website", "object-lock", "versions",
 }
 _OBJECT_SUBRESOURCES_NOT_IMPLEMENTED = {
-    "tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes",
+    "retention", "legal-hold", "torrent", "restore", "select", "attributes",
 }
 
 
@@ -56,6 +59,8 @@ def parse_request(method: str, raw_path: str, vhost_bucket: str | None,
     operation. Raises S3Error only (InvalidURI, KeyTooLongError, MethodNotAllowed,
     NotImplemented, InvalidArgument)."""
     path, _, raw_query = raw_path.partition("?")
+    if _BAD_ESCAPE_RE.search(path):
+        raise S3Error("InvalidURI")
     try:
         decoded = unquote(path, errors="strict")
     except UnicodeDecodeError as exc:
@@ -96,6 +101,9 @@ def _bucket_operation(method: str, q: Mapping[str, str]) -> str:
     if "policy" in q and method in ("GET", "PUT", "DELETE"):
         return {"GET": "GetBucketPolicy", "PUT": "PutBucketPolicy",
                 "DELETE": "DeleteBucketPolicy"}[method]
+    if "tagging" in q and method in ("GET", "PUT", "DELETE"):
+        return {"GET": "GetBucketTagging", "PUT": "PutBucketTagging",
+                "DELETE": "DeleteBucketTagging"}[method]
     if "policyStatus" in q and method == "GET":
         return "GetBucketPolicyStatus"
     if method == "GET":
@@ -127,6 +135,9 @@ def _bucket_operation(method: str, q: Mapping[str, str]) -> str:
 
 
 def _object_operation(method: str, q: Mapping[str, str]) -> str:
+    if "tagging" in q and method in ("GET", "PUT", "DELETE"):
+        return {"GET": "GetObjectTagging", "PUT": "PutObjectTagging",
+                "DELETE": "DeleteObjectTagging"}[method]
     if "acl" in q:
         if method == "GET":
             return "GetObjectAcl"

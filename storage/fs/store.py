@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -210,7 +211,10 @@ class FSObjectStore(MultipartMixin):
         with b.lock:
             if b.deleted:
                 raise NoSuchBucket(name)
-            if not b.index.is_empty() or os.listdir(b.paths.uploads):
+            # In-progress multipart uploads do not keep a bucket alive: S3 deletes a bucket
+            # whose only content is uploads and aborts them (they leave with the directory;
+            # a part or completion racing this finds its bucket gone).
+            if not b.index.is_empty():
                 raise BucketNotEmpty(name)
             b.deleted = True
             b.index.close()
@@ -316,6 +320,43 @@ class FSObjectStore(MultipartMixin):
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         return (await asyncio.to_thread(self._read_sidecar, bucket, key))[0]
+
+    async def update_object_meta(self, bucket: str, key: str,
+                                 changes: dict[str, Any]) -> ObjectInfo:
+        def run() -> ObjectInfo:
+            b = self._bucket(bucket)
+            h = key_hash(key)
+            shard, sidecar = b.paths.shard(h), b.paths.sidecar(h)
+            tmp_name = f"{h}.json.{new_id()}.tmp"
+            # Read, rewrite and rename under the bucket lock: a commit of the key cannot slip
+            # between the read and the rename (its sidecar would be lost, its data unlinked).
+            with b.lock:
+                if b.deleted:
+                    raise NoSuchBucket(bucket)
+                raw = read_bytes(sidecar)
+                if raw is None:
+                    raise NoSuchKey(key)
+                info, data, upload_id = decode_object(raw, h)
+                if info.key != key:
+                    raise CorruptRecord(f"sidecar {h} holds another key")
+                meta = dict(info.meta)
+                for name, value in changes.items():
+                    if value is None:
+                        meta.pop(name, None)
+                    else:
+                        meta[name] = value
+                new = replace(info, meta=meta)
+                try:
+                    write_atomic(shard / tmp_name, encode_object(new, data, upload_id),
+                                 tmp_name, sync=self.sync, sync_dir=False)
+                    os.replace(shard / tmp_name, sidecar)       # the commit point
+                except BaseException:
+                    unlink_quiet(shard / tmp_name)
+                    raise
+            if self.sync:
+                fsync_dir(shard)
+            return new
+        return await asyncio.to_thread(run)
 
     def _read_sidecar(self, bucket: str, key: str) -> tuple[ObjectInfo, list[str], Path]:
         b = self._bucket(bucket)

@@ -62,6 +62,12 @@ REQUESTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "GetBucketPolicy": ("GET", f"/{BUCKET}?policy", {}),
     "DeleteBucketPolicy": ("DELETE", f"/{BUCKET}?policy", {}),
     "GetBucketPolicyStatus": ("GET", f"/{BUCKET}?policyStatus", {}),
+    "GetObjectTagging": ("GET", f"/{BUCKET}/k?tagging", {}),
+    "PutObjectTagging": ("PUT", f"/{BUCKET}/k?tagging", {}),
+    "DeleteObjectTagging": ("DELETE", f"/{BUCKET}/k?tagging", {}),
+    "GetBucketTagging": ("GET", f"/{BUCKET}?tagging", {}),
+    "PutBucketTagging": ("PUT", f"/{BUCKET}?tagging", {}),
+    "DeleteBucketTagging": ("DELETE", f"/{BUCKET}?tagging", {}),
 }
 
 
@@ -81,6 +87,9 @@ class FakeStore:
 
     async def get_bucket_config(self, bucket: str, kind: str):
         return {"v": 1, "document": self.policy} if self.policy and kind == "policy" else None
+
+    async def head_object(self, bucket: str, key: str):
+        raise se.NoSuchKey(key)         # the tag prefetch finds no object (no tags)
 
     async def get_multipart_upload(self, bucket: str, upload_id: str) -> UploadInfo:
         if self.upload_error is not None:

@@ -23,9 +23,7 @@ def test_bucket_lifecycle(s3):
     assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     s3.head_bucket(Bucket=name)
     assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] is None
-    with pytest.raises(ClientError) as e:
-        s3.create_bucket(Bucket=name)
-    assert error_code(e.value) == "BucketAlreadyOwnedByYou"
+    s3.create_bucket(Bucket=name)       # us-east-1's legacy 200 (test_s3_tool_breakers.py)
     s3.put_object(Bucket=name, Key="x", Body=b"1")
     with pytest.raises(ClientError) as e:
         s3.delete_bucket(Bucket=name)
