@@ -19,14 +19,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import ssl
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.config import Config, env_default
 from gateway.credentials import load_or_create_root
+from gateway.datadir import DataDirError, restrict_umask, secure_data_dir
+
+if TYPE_CHECKING:
+    from gateway.listener import EdgeLimits
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -45,6 +51,19 @@ def _encryption_mode(value: str) -> str:
     if mode is None:
         raise argparse.ArgumentTypeError(f"invalid choice {value!r} (choose from AES256, none)")
     return mode
+
+
+def _positive(kind):
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0: {value!r}")
+        return number
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
                        default=_bool_env("sse_c_allow_http"),
                        help="accept SSE-C keys over plain HTTP (COFFER_SSE_C_ALLOW_HTTP; "
                             "default: HTTPS only, as S3)")
+    serve.add_argument("--header-timeout", type=_positive(float), metavar="SECONDS",
+                       default=env_default("header_timeout", "15"),
+                       help="close a connection that has not sent a complete request head "
+                            "this long after connecting or after its previous response; also "
+                            "the keep-alive idle limit (COFFER_HEADER_TIMEOUT, default 15)")
+    serve.add_argument("--body-timeout", type=_positive(float), metavar="SECONDS",
+                       default=env_default("body_timeout", "20"),
+                       help="fail a request (400 RequestTimeout) whose body stops arriving "
+                            "for this long (COFFER_BODY_TIMEOUT, default 20)")
+    serve.add_argument("--max-connections", type=_positive(int), metavar="N",
+                       default=env_default("max_connections", "1024"),
+                       help="connections served at once; more wait in the listen backlog "
+                            "(COFFER_MAX_CONNECTIONS, default 1024)")
     serve.add_argument("--log-level", default=env_default("log_level", "INFO"))
     from gateway.kms_admin import add_serve_arguments, add_kms_parser
     add_serve_arguments(serve)
@@ -134,6 +166,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   default_encryption=args.default_encryption,
                   sse_c_require_tls=not args.sse_c_allow_http,
                   pkcs11_module=args.pkcs11_module, root_key=args.root_key,
+                  header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                  max_connections=args.max_connections,
                   **audit_config(args))
 
 
@@ -148,10 +182,66 @@ def _ssl_context(cfg: Config) -> tuple[ssl.SSLContext, Path | None]:
     return ctx, files.ca
 
 
-def serve(cfg: Config) -> int:
-    from gateway.app import make_app
+# Descriptors the process needs besides client connections: SQLite databases with their -wal
+# and -shm (KMS, IAM, one listing index per bucket), audit files, the thread pool's open objects.
+_FD_RESERVE = 256
 
-    cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)   # only the server reads it
+
+def _connection_budget(wanted: int) -> int:
+    """``wanted``, or fewer if RLIMIT_NOFILE cannot be raised to hold them (logged): the cap
+    exists so that a flood of connections never exhausts the process's descriptors."""
+    try:
+        import resource
+    except ImportError:     # not POSIX
+        return wanted
+    need = wanted + _FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return wanted
+    budget = soft - _FD_RESERVE
+    if budget < 1:
+        raise SystemExit(f"coffer: the open-files limit ({soft}) leaves no room for client "
+                         "connections; raise it (ulimit -n)")
+    logging.getLogger("coffer").warning(
+        "open-files limit %d (hard %d) cannot hold --max-connections %d; serving at most %d",
+        soft, hard, wanted, budget)
+    return budget
+
+
+async def _run_server(cfg: Config, ssl_ctx: ssl.SSLContext | None, limits: EdgeLimits) -> None:
+    from gateway.app import make_app
+    from gateway.listener import LimitedSite, handler_kwargs
+
+    runner = web.AppRunner(make_app(cfg), handle_signals=False, shutdown_timeout=10,
+                           **handler_kwargs(limits))
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await LimitedSite(runner, cfg.host, cfg.port, limits=limits, ssl_context=ssl_ctx).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(cfg: Config) -> int:
+    try:
+        secure_data_dir(cfg.data_dir)       # 0700, ours: only the server reads it
+    except (DataDirError, OSError) as exc:
+        print(f"coffer: {exc}", file=sys.stderr)
+        return 2
+    from gateway.listener import EdgeLimits
+    limits = EdgeLimits(header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
+                        max_connections=_connection_budget(cfg.max_connections))
     root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
     scheme = "https" if cfg.tls else "http"
     ssl_ctx, ca = _ssl_context(cfg) if cfg.tls else (None, None)
@@ -170,8 +260,7 @@ def serve(cfg: Config) -> int:
     if ca is not None:
         print(f"TLS CA certificate: {ca}  (export AWS_CA_BUNDLE={ca})", file=out)
     out.flush()
-    web.run_app(make_app(cfg), host=cfg.host, port=cfg.port, ssl_context=ssl_ctx, print=None,
-                access_log=None, handle_signals=True, shutdown_timeout=10)
+    asyncio.run(_run_server(cfg, ssl_ctx, limits))
     return 0
 
 
@@ -196,7 +285,7 @@ def account(args: argparse.Namespace) -> int:
     from gateway.identity import IdentityStore
 
     data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     root = load_or_create_root(data_dir)
     store = IdentityStore.open(data_dir, key_file=Path(args.iam_key_file)
                                if args.iam_key_file else None)
@@ -220,6 +309,9 @@ def account(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything is created: whatever any subcommand (or a library under it) writes into
+    # a data dir is private to this user (gateway/datadir.py).
+    restrict_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":

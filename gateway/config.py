@@ -34,6 +34,14 @@ class Config:
     iam_key_file: Path | None = None
     root_access_key: str | None = None
     root_secret_key: str | None = field(default=None, repr=False)
+    # The edge (gateway/listener.py): a connection must deliver a complete request head within
+    # header_timeout seconds of connecting or of its previous response (so this is also the
+    # keep-alive idle limit), and at most max_connections are open at once; more wait in the
+    # listen backlog. Finding 18 of issue 11: a dribbled head held a connection for 75 s.
+    header_timeout: float = 15.0
+    max_connections: int = 1024
+    # A request whose handler waits this long for body bytes fails with 400 RequestTimeout.
+    body_timeout: float = 20.0
     # Allowed difference between a request's signing time and ours (AWS: 15 minutes).
     max_clock_skew: float = 900.0
     max_object_size: int = 5 * 1024 ** 3

@@ -178,7 +178,7 @@ def _check_path(path: str | None) -> str:
 
 
 def _load_key(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -229,6 +229,7 @@ class IdentityStore:
             raise ValueError(f"{key_file} is missing: stored access keys cannot be opened "
                              "(give its place with --iam-key-file / COFFER_IAM_KEY_FILE)")
         key = _load_key(key_file)
+        _create_private(db_path)
         conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None,
                                timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -635,3 +636,13 @@ def _validate(document: str) -> None:
         parse_policy(document, kind="identity", saving=True)
     except PolicyError as exc:
         raise ie.MalformedPolicyDocument(exc.message) from None
+
+
+def _create_private(path) -> None:
+    """Create the SQLite database file 0600 if it is missing (SQLite gives -wal / -shm the
+    database file's mode). Never opens an existing database: closing any descriptor of a file
+    drops every POSIX lock this process holds on it, including SQLite's."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass

@@ -45,7 +45,7 @@ def _name(cn: str) -> x509.Name:
 
 def ensure_self_signed(directory: Path, hosts: tuple[str, ...] = ("localhost",)) -> TLSFiles:
     """Create (once) a CA and a server certificate under ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     files = TLSFiles(ca=directory / "ca.pem", cert=directory / "server.pem",
                      key=directory / "server-key.pem", created=False)
     if files.ca.exists() and files.cert.exists() and files.key.exists():
@@ -88,7 +88,7 @@ def ensure_self_signed(directory: Path, hosts: tuple[str, ...] = ("localhost",))
     pem = serialization.Encoding.PEM
     _write(files.key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()), 0o600)
-    _write(files.cert, cert.public_bytes(pem) + ca_cert.public_bytes(pem), 0o644)
-    _write(files.ca, ca_cert.public_bytes(pem), 0o644)
+    _write(files.cert, cert.public_bytes(pem) + ca_cert.public_bytes(pem), 0o600)
+    _write(files.ca, ca_cert.public_bytes(pem), 0o600)
     # The CA key is not kept: nothing else is ever signed with it.
     return TLSFiles(ca=files.ca, cert=files.cert, key=files.key, created=True)

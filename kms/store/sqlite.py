@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -266,6 +267,7 @@ class SQLiteKeyStore:
         if con is None:
             if self._closed:
                 raise KMSInternalException("key store is closed")
+            _create_private(self._path)
             con = sqlite3.connect(self._path, timeout=30, isolation_level=None,
                                   check_same_thread=False)
             con.execute("PRAGMA journal_mode=WAL")
@@ -874,3 +876,13 @@ class SQLiteKeyStore:
             for name, value in settings.items():
                 con.execute("INSERT OR REPLACE INTO settings VALUES (?,?)", (name, value))
         return n
+
+
+def _create_private(path) -> None:
+    """Create the SQLite database file 0600 if it is missing (SQLite gives -wal / -shm the
+    database file's mode). Never opens an existing database: closing any descriptor of a file
+    drops every POSIX lock this process holds on it, including SQLite's."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass

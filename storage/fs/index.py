@@ -22,6 +22,7 @@ cost is one B-tree seek per common prefix, whatever the number of keys under it.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class BucketIndex:
             return n
 
     def _connect(self) -> sqlite3.Connection:
+        _create_private(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         # The index is derived: after a crash it is rebuilt, so it need not fsync every commit.
@@ -209,3 +211,13 @@ class BucketIndex:
         sql += " ORDER BY key LIMIT ?"
         args.append(limit)
         return self.conn.execute(sql, args)
+
+
+def _create_private(path) -> None:
+    """Create the SQLite database file 0600 if it is missing (SQLite gives -wal / -shm the
+    database file's mode). Never opens an existing database: closing any descriptor of a file
+    drops every POSIX lock this process holds on it, including SQLite's."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass

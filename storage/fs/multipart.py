@@ -61,7 +61,7 @@ class MultipartMixin:
         def run() -> UploadInfo:
             b = self._bucket(bucket)  # type: ignore[attr-defined]
             tmp = self.layout.staging / f"{new_id()}.upload"  # type: ignore[attr-defined]
-            tmp.mkdir()
+            tmp.mkdir(mode=0o700)
             try:
                 write_atomic(tmp / "upload.json", encode_upload(info), f"upload.json.{new_id()}.tmp",
                              sync=self.sync)

@@ -87,7 +87,7 @@ class FSObjectStore(MultipartMixin):
     def _open_sync(self) -> None:
         lay = self.layout
         for d in (lay.root, lay.staging, lay.buckets):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)   # private, whatever the umask
         sweep_dir(lay.staging)
         clean = lay.clean_marker.exists()
         if clean:
@@ -168,12 +168,12 @@ class FSObjectStore(MultipartMixin):
             raise BucketExists(info.name, decode_bucket(existing).owner)
         # Built in staging, then renamed into place: a bucket exists whole or not at all.
         tmp = self.layout.staging / f"{new_id()}.bucket"
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)
         try:
             for sub in ("objects", "uploads", "config"):
-                (tmp / sub).mkdir()
+                (tmp / sub).mkdir(mode=0o700)
             for i in range(256):
-                (tmp / "objects" / f"{i:02x}").mkdir()
+                (tmp / "objects" / f"{i:02x}").mkdir(mode=0o700)
             write_atomic(tmp / "bucket.json", encode_bucket(info), f"bucket.json.{new_id()}.tmp",
                          sync=self.sync)
             if self.sync:
