@@ -46,7 +46,8 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
-from gateway.middleware import REQUEST_ID, render_error
+from gateway.context import CONTEXT, RequestContext
+from gateway.middleware import render_error
 from gateway.s3.errors import S3Error
 
 __all__ = ["EdgeLimits", "LimitedSite", "handler_kwargs"]
@@ -102,8 +103,12 @@ _FALLBACK = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalErro
 
 def _xml_response(request: web.BaseRequest, err: S3Error) -> web.Response:
     """``err`` as S3 XML; never raises (a constant body if rendering itself fails)."""
-    request_id = request.get(REQUEST_ID) or secrets.token_hex(8).upper()
-    request[REQUEST_ID] = request_id
+    ctx = request.get(CONTEXT)
+    if ctx is None or not ctx.request_id:
+        # A request aiohttp could not parse never met the error middleware that names it.
+        ctx = RequestContext(request_id=secrets.token_hex(8).upper())
+        request[CONTEXT] = ctx
+    request_id = ctx.request_id
     try:
         resp = render_error(request, err)
     except Exception:  # noqa: BLE001 - the renderer of last resort may not fail
