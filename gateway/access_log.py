@@ -157,9 +157,11 @@ def access_logger_class(metrics=None, *, fmt: str = "text") -> type[AbstractAcce
             try:
                 rec = summarize(request, response, time)
                 if metrics is not None:
-                    metrics.observe_request(rec.get("api"), rec.get("operation"),
-                                            response.status, time, rec["bytesIn"],
-                                            rec["bytesOut"])
+                    from gateway.metrics import RequestSample
+                    metrics.observe_request(RequestSample(
+                        api=rec.get("api"), operation=rec.get("operation"),
+                        status=response.status, seconds=time, bytes_in=rec["bytesIn"],
+                        bytes_out=rec["bytesOut"]))
                 if fmt == "json":
                     self.logger.info("rejected" if "rejected" in rec else "access",
                                      extra={"access": rec})

@@ -35,6 +35,7 @@ import hmac
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -43,7 +44,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["Metrics", "APIS", "TimedSink", "bounded_api", "bounded_operation",
+__all__ = ["Metrics", "RequestSample", "APIS", "TimedSink", "bounded_api", "bounded_operation",
            "start_metrics_listener",
            "read_token_file", "MetricsTokenError"]
 
@@ -168,6 +169,17 @@ class _StorageCollector:
                                   value=self._wall)]
 
 
+@dataclass(frozen=True, slots=True)
+class RequestSample:
+    """One answered request as the access log saw it (gateway/access_log.py)."""
+    api: str | None
+    operation: str | None
+    status: int
+    seconds: float
+    bytes_in: int
+    bytes_out: int
+
+
 class Metrics:
     """The server's metrics, in a registry of their own (never the process-global one)."""
 
@@ -195,17 +207,16 @@ class Metrics:
 
     # -- sources ------------------------------------------------------------------------------
 
-    def observe_request(self, api: str | None, operation: str | None, status: int,
-                        seconds: float, bytes_in: int, bytes_out: int) -> None:
-        api = bounded_api(api)
-        op = bounded_operation(api, operation)
-        code = str(status) if 100 <= status <= 599 else "0"
+    def observe_request(self, sample: RequestSample) -> None:
+        api = bounded_api(sample.api)
+        op = bounded_operation(api, sample.operation)
+        code = str(sample.status) if 100 <= sample.status <= 599 else "0"
         self.requests.labels(api, op, code).inc()
-        self.duration.labels(api, op).observe(max(seconds, 0.0))
-        if bytes_in > 0:
-            self.bytes_in.labels(api, op).inc(bytes_in)
-        if bytes_out > 0:
-            self.bytes_out.labels(api, op).inc(bytes_out)
+        self.duration.labels(api, op).observe(max(sample.seconds, 0.0))
+        if sample.bytes_in > 0:
+            self.bytes_in.labels(api, op).inc(sample.bytes_in)
+        if sample.bytes_out > 0:
+            self.bytes_out.labels(api, op).inc(sample.bytes_out)
 
     def observe_kms_call(self, name: str, key_spec: str | None, error: str | None) -> None:
         """The KMS's call observer (``KMS.call_observer``, kms/calls.py)."""
