@@ -300,7 +300,7 @@ class TimedSink:
 # -- the listener ---------------------------------------------------------------------------------
 
 class MetricsTokenError(Exception):
-    """The bearer token file is missing, unreadable, empty or readable by others."""
+    """The bearer token file is missing, unreadable or empty."""
 
 
 def read_token_file(path: Path) -> bytes:
