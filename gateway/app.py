@@ -1,6 +1,7 @@
 """The aiohttp application: one factory, typed state, one dispatcher.
 
-Every request but the unsigned ``GET /health`` is routed on the credential-scope service
+Every request but the unsigned ``GET /health`` and ``GET /ready`` (gateway/readiness.py) is
+routed on the credential-scope service
 (``s3``, ``kms``, ``iam`` / ``sts``, ``cloudtrail``) to its face; S3 requests go through the
 edge pipeline of ``gateway.s3.dispatch`` (authenticate, parse, authorize once, dispatch),
 wrapped by the audit trail. The one route matches every path, newlines included (S3 keys may
@@ -29,7 +30,9 @@ from gateway.identity import IdentityStore
 from gateway.key_usage import deletion_warning
 from gateway.kms_api.handler import handle_kms
 from gateway.context import CONTEXT, RequestContext
+from gateway.metrics import Metrics, TimedSink
 from gateway.middleware import error_middleware, new_request_id, on_prepare, render_error
+from gateway.readiness import ready_response
 from gateway.s3.dispatch import S3Services, handle_s3
 from gateway.s3.errors import S3Error
 from gateway.regions import region_allowed
@@ -54,7 +57,7 @@ LOOKUP = web.AppKey("lookup", object)
 
 log = logging.getLogger("coffer.gateway")
 
-_UNSIGNED_PATHS = {"/health"}
+_UNSIGNED_PATHS = {"/health", "/ready"}
 
 
 def _is_unsigned(request: web.Request) -> bool:
@@ -68,6 +71,9 @@ async def _health(request: web.Request) -> web.Response:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     if request.path in _UNSIGNED_PATHS and request.method == "GET" and _is_unsigned(request):
+        if request.path == "/ready":
+            return await ready_response(request.app[CONFIG].data_dir,
+                                        request.app.get(KMS_SERVICE))
         return await _health(request)
     cfg = request.app[CONFIG]
     lookup = request.app[LOOKUP]
@@ -142,7 +148,10 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
                                          "supported", status=417))
 
 
-def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
+def make_app(cfg: Config, store: ObjectStore | None = None,
+             metrics: Metrics | None = None) -> web.Application:
+    """The application; ``metrics`` (gateway/metrics.py) is fed by the audit sink, the KMS
+    and the Bucket Key caches when given (requests are observed by the access log)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 ** 2)
     app[CONFIG] = cfg
     app[STORE] = store or FSObjectStore(cfg.data_dir / "s3")
@@ -165,6 +174,9 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
 
     audit_dir = cfg.data_dir / "audit"
     sink = TrailSink(audit_dir, max_bytes=cfg.audit_roll_bytes, max_age=cfg.audit_roll_interval)
+    if metrics is not None:
+        sink = TimedSink(sink, metrics)
+        metrics.watch_storage(cfg.data_dir, cfg.metrics_scan_interval)
     trail_sink = FailOpenSink(sink) if cfg.audit_fail_open else sink
     app[AUDIT] = AuditTrail(trail_sink, region=cfg.region, fail_open=cfg.audit_fail_open,
                             retention_days=cfg.audit_retention_days)
@@ -181,6 +193,13 @@ def make_app(cfg: Config, store: ObjectStore | None = None) -> web.Application:
         kms.principal_exists = app[IDENTITY].principal_exists
         kms.principal_id = app[IDENTITY].principal_user_id
         app[ENVELOPE] = Envelope(kms, region=cfg.region, bucket_key_ttl=cfg.bucket_key_ttl)
+        if metrics is not None:
+            kms.call_observer = metrics.observe_kms_call
+            envelope = app[ENVELOPE]
+            # The envelope's two caches (gateway/sse/envelope.py), read at scrape time.
+            metrics.watch_bucket_keys(lambda: {
+                "generate": getattr(envelope, "_bucket_keys", None),
+                "decrypt": getattr(envelope, "_opened_bucket_keys", None)})
         scheduler = asyncio.create_task(_kms_scheduler(kms, cfg.scheduler_interval))
         digester = asyncio.create_task(app[AUDIT].digest_loop(kms, audit_dir,
                                                               cfg.audit_digest_interval))

@@ -43,12 +43,16 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--audit-roll-interval", type=float,
                        default=float(env_default("audit_roll_interval", "3600") or 3600),
                        help="roll trail files at this age in seconds (default 3600)")
-    retention = env_default("audit_retention_days", "") or None
-    serve.add_argument("--audit-retention-days", type=_retention,
+    # --audit-retain-days is issue 15's name for it; both spellings (and env twins) work.
+    retention = (env_default("audit_retention_days", "")
+                 or env_default("audit_retain_days", "") or None)
+    serve.add_argument("--audit-retention-days", "--audit-retain-days", type=_retention,
+                       dest="audit_retention_days", metavar="DAYS",
                        default=_retention(retention) if retention else None,
                        help="delete trail files older than this many days at each digest, "
                             "recorded in the signed digest chain so `coffer audit verify` "
-                            "still passes (COFFER_AUDIT_RETENTION_DAYS; default: keep forever)")
+                            "still passes (COFFER_AUDIT_RETENTION_DAYS or "
+                            "COFFER_AUDIT_RETAIN_DAYS; default: keep forever)")
 
 
 def _retention(value: str) -> float:

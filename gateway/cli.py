@@ -3,6 +3,7 @@
     coffer serve   run the gateway (S3 today; KMS, IAM faces join on the same port)
     coffer fsck    rebuild derived listing indexes from the object records
     coffer demo    walk through SSE-KMS against a running local server (gateway/demo.py)
+    coffer credentials   the root credentials as shell exports (eval "$(coffer credentials)")
     coffer account create|list   add an account (prints its root key once) / list accounts
     coffer kms init-hsm | migrate-root --to pkcs11   the HSM root key (gateway/kms_admin.py)
     coffer kms key-usage KEY                  is this key still used? (gateway/key_usage.py)
@@ -114,7 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
                        default=env_default("max_connections", "1024"),
                        help="connections served at once; more wait in the listen backlog "
                             "(COFFER_MAX_CONNECTIONS, default 1024)")
-    serve.add_argument("--log-level", default=env_default("log_level", "INFO"))
+    serve.add_argument("--log-level", default=env_default("log_level", "INFO"),
+                       help="server log level (COFFER_LOG_LEVEL, default INFO)")
+    serve.add_argument("--log-format", choices=("text", "json"),
+                       default=env_default("log_format", "text"),
+                       help="stderr log lines, the access log's one line per request included: "
+                            "text or one JSON object per line (COFFER_LOG_FORMAT, default text)")
+    serve.add_argument("--metrics-port", type=_positive(int), metavar="PORT",
+                       default=env_default("metrics_port"),
+                       help="serve Prometheus metrics at http://<metrics-host>:PORT/metrics, "
+                            "a listener of its own, never the S3 port (COFFER_METRICS_PORT; "
+                            "default: off)")
+    serve.add_argument("--metrics-host", default=env_default("metrics_host", "127.0.0.1"),
+                       help="address of the metrics listener (COFFER_METRICS_HOST, default "
+                            "127.0.0.1)")
+    serve.add_argument("--metrics-token-file", default=env_default("metrics_token_file"),
+                       metavar="FILE",
+                       help="require 'Authorization: Bearer <token>' on /metrics, the token "
+                            "read from FILE (COFFER_METRICS_TOKEN_FILE)")
     from gateway.kms_admin import add_serve_arguments, add_kms_parser
     add_serve_arguments(serve)
     add_kms_parser(sub, _data_dir_arg)
@@ -122,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(fsck)
     from gateway.demo import add_arguments as demo_arguments
     demo_arguments(sub.add_parser("demo", help="walk through SSE-KMS against a running server"))
+    creds = sub.add_parser("credentials", help="print the root credentials as shell exports: "
+                           'eval "$(coffer credentials)"',
+                           description="Print export lines for AWS_ACCESS_KEY_ID, "
+                           "AWS_SECRET_ACCESS_KEY and AWS_DEFAULT_REGION from "
+                           "<data-dir>/root-credentials.json, for the aws CLI and SDKs.")
+    creds.add_argument("--data-dir", default=env_default("data_dir", "./coffer-data"),
+                       help="the server's data directory (COFFER_DATA_DIR, default "
+                            "./coffer-data)")
+    creds.add_argument("--region", default=env_default("region", "us-east-1"),
+                       help="region to export (COFFER_REGION, default us-east-1)")
     account = sub.add_parser("account", help="manage accounts (IAM)")
     account_sub = account.add_subparsers(dest="account_command", metavar="ACTION")
     _data_dir_arg(account_sub.add_parser("create", help="create an account and a root "
@@ -170,6 +198,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   pkcs11_module=args.pkcs11_module, root_key=args.root_key,
                   header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                   max_connections=args.max_connections,
+                  metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                  metrics_token_file=Path(args.metrics_token_file)
+                  if args.metrics_token_file else None,
+                  log_format=args.log_format,
                   **audit_config(args))
 
 
@@ -217,21 +249,37 @@ def _connection_budget(wanted: int) -> int:
     return budget
 
 
-async def _run_server(cfg: Config, ssl_ctx: ssl.SSLContext | None, limits: EdgeLimits) -> None:
+async def _run_server(cfg: Config, ssl_ctx: ssl.SSLContext | None, limits: EdgeLimits,
+                      token: bytes | None) -> None:
+    from gateway.access_log import access_logger_class
     from gateway.app import make_app
     from gateway.listener import LimitedSite, handler_kwargs
+    from gateway.metrics import Metrics, start_metrics_listener
 
-    runner = web.AppRunner(make_app(cfg), handle_signals=False, shutdown_timeout=10,
-                           **handler_kwargs(limits))
+    metrics = Metrics()
+    observer = access_logger_class(metrics, fmt=cfg.log_format)
+    runner = web.AppRunner(make_app(cfg, metrics=metrics), handle_signals=False,
+                           shutdown_timeout=10, **handler_kwargs(limits, observer))
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    metrics_runner = None
     try:
-        await LimitedSite(runner, cfg.host, cfg.port, limits=limits, ssl_context=ssl_ctx).start()
+        await LimitedSite(runner, cfg.host, cfg.port, limits=limits, ssl_context=ssl_ctx,
+                          access_log_class=observer).start()
+        if cfg.metrics_port is not None:
+            try:
+                metrics_runner = await start_metrics_listener(metrics, cfg.metrics_host,
+                                                              cfg.metrics_port, token)
+            except OSError as exc:
+                raise SystemExit(f"coffer: cannot serve metrics on {cfg.metrics_host}:"
+                                 f"{cfg.metrics_port}: {exc.strerror or exc}") from None
         await stop.wait()
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
 
 
@@ -244,6 +292,19 @@ def serve(cfg: Config) -> int:
     from gateway.listener import EdgeLimits
     limits = EdgeLimits(header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout,
                         max_connections=_connection_budget(cfg.max_connections))
+    token = None
+    if cfg.metrics_token_file is not None:
+        from gateway.metrics import MetricsTokenError, read_token_file
+        try:
+            token = read_token_file(cfg.metrics_token_file)
+        except MetricsTokenError as exc:
+            print(f"coffer: {exc}", file=sys.stderr)
+            return 2
+    if cfg.metrics_port is not None and cfg.metrics_port == cfg.port \
+            and cfg.metrics_host == cfg.host:
+        print("coffer: --metrics-port must differ from --port (metrics never share the S3 "
+              "port)", file=sys.stderr)
+        return 2
     root = load_or_create_root(cfg.data_dir, cfg.root_access_key, cfg.root_secret_key)
     scheme = "https" if cfg.tls else "http"
     ssl_ctx, ca = _ssl_context(cfg) if cfg.tls else (None, None)
@@ -256,13 +317,20 @@ def serve(cfg: Config) -> int:
               f"{cfg.data_dir / 'root-credentials.json'}):", file=out)
         print(f"  AWS_ACCESS_KEY_ID={root.credential.access_key_id}", file=out)
         print(f"  AWS_SECRET_ACCESS_KEY={root.credential.secret_access_key}", file=out)
+        print("Try it: run `coffer demo` in a second terminal, from this directory"
+              + ("" if cfg.data_dir == Path("coffer-data") else
+                 f" (with --data-dir {cfg.data_dir})"), file=out)
     else:
         print(f"Root access key: {root.credential.access_key_id} "
               f"(secret in {cfg.data_dir / 'root-credentials.json'})", file=out)
     if ca is not None:
         print(f"TLS CA certificate: {ca}  (export AWS_CA_BUNDLE={ca})", file=out)
     out.flush()
-    asyncio.run(_run_server(cfg, ssl_ctx, limits))
+    if cfg.metrics_port is not None:
+        print(f"Metrics on http://{cfg.metrics_host}:{cfg.metrics_port}/metrics"
+              + ("  (bearer token required)" if token else ""), file=out)
+    out.flush()
+    asyncio.run(_run_server(cfg, ssl_ctx, limits, token))
     return 0
 
 
@@ -310,6 +378,21 @@ def account(args: argparse.Namespace) -> int:
     return 2
 
 
+def credentials(data_dir: Path, region: str) -> int:
+    import shlex
+
+    from gateway.demo import DemoError, load_credentials
+    try:
+        akid, secret, _ = load_credentials(data_dir, env=False)
+    except DemoError as exc:
+        print(f"coffer credentials: {exc}", file=sys.stderr)
+        return 1
+    for name, value in (("AWS_ACCESS_KEY_ID", akid), ("AWS_SECRET_ACCESS_KEY", secret),
+                        ("AWS_DEFAULT_REGION", region)):
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # Before anything is created: whatever any subcommand (or a library under it) writes into
     # a data dir is private to this user (gateway/datadir.py).
@@ -317,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
-        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        from gateway.access_log import configure_logging
+        configure_logging(args.log_level, args.log_format)
         return serve(config_from_args(args))
     if args.command == "fsck":
         return fsck(Path(args.data_dir))
@@ -330,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "audit":
         from gateway.audit_cli import run as audit
         return audit(args)
+    if args.command == "credentials":
+        return credentials(Path(args.data_dir), args.region)
     if args.command == "demo":
         from gateway.demo import run as demo
         return demo(args)

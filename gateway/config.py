@@ -67,3 +67,11 @@ class Config:
     audit_roll_interval: float = 3600.0
     audit_digest_interval: float = 3600.0
     audit_retention_days: float | None = None     # None: keep trail files forever
+    # Observability (gateway/metrics.py, gateway/access_log.py): Prometheus metrics on their own
+    # listener (None: off), never on the S3 port; a bearer token file guards them when set.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_token_file: Path | None = None
+    # How stale the storage gauges (objects/bytes by SSE mode) may be, in seconds.
+    metrics_scan_interval: float = 60.0
+    log_format: str = "text"

@@ -97,8 +97,10 @@ def sidecar_path(data_dir: Path, bucket: str, key: str) -> Path:
     return data_dir / "s3" / "buckets" / bucket / "objects" / h[:2] / f"{h}.json"
 
 
-def load_credentials(data_dir: Path) -> tuple[str, str, str]:
-    """-> (access key id, secret, where from)."""
+def load_credentials(data_dir: Path, *, env: bool = True) -> tuple[str, str, str]:
+    """-> (access key id, secret, where from): the data dir's root credentials, else (with
+    ``env``) AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Raises DemoError saying where to
+    find them."""
     path = data_dir / "root-credentials.json"
     if path.is_file():
         try:
@@ -107,10 +109,16 @@ def load_credentials(data_dir: Path) -> tuple[str, str, str]:
         except (OSError, ValueError, KeyError) as exc:
             raise DemoError(f"cannot read credentials from {path}: {exc}") from exc
     akid, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if akid and secret:
+    if env and akid and secret:
         return akid, secret, "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
-    raise DemoError(f"no credentials: {path} does not exist and AWS_ACCESS_KEY_ID / "
-                    "AWS_SECRET_ACCESS_KEY are not set (pass the server's --data-dir)")
+    raise DemoError(
+        f"no credentials: {path} does not exist"
+        + (" and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set" if env else "")
+        + ".\n`coffer serve` prints the root credentials on its first start and keeps them in "
+        "<data-dir>/root-credentials.json (default ./coffer-data, relative to the directory "
+        "the server was started in). Run this from that directory or pass the server's "
+        "--data-dir" + (", or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY." if env
+                        else "."))
 
 
 def _ca_bundle(endpoint: str, data_dir: Path) -> str | None:
@@ -192,8 +200,12 @@ class Demo:
     # clients
 
     def connect(self) -> None:
-        import boto3
-        from botocore.config import Config as BotoConfig
+        try:
+            import boto3
+            from botocore.config import Config as BotoConfig
+        except ImportError as exc:     # installed from a tree older than the dependency
+            raise DemoError("the demo needs boto3, a dependency of Coffer: reinstall it "
+                            "(`pip install -e .`) or `pip install boto3`") from exc
         ca = _ca_bundle(self.endpoint, self.data_dir)
         check_health(self.endpoint, ca)
         akid, secret, source = load_credentials(self.data_dir)

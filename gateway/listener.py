@@ -46,7 +46,8 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
-from gateway.context import CONTEXT, RequestContext, request_id_of
+from gateway.context import CONTEXT, RequestContext
+from gateway.access_log import REJECTED
 from gateway.middleware import render_error
 from gateway.s3.errors import S3Error
 
@@ -76,13 +77,18 @@ class EdgeLimits:
     max_headers: int = MAX_HEADERS
 
 
-def handler_kwargs(limits: EdgeLimits) -> dict:
-    """``RequestHandler`` options for ``limits`` (also given to ``web.AppRunner``)."""
+def handler_kwargs(limits: EdgeLimits, access_log_class: type | None = None) -> dict:
+    """``RequestHandler`` options for ``limits`` (also given to ``web.AppRunner``), with
+    ``access_log_class`` (gateway.access_log) as the per-request access log and metrics."""
     # auto_decompress off: S3 stores a Content-Encoding: gzip body as sent (the header is object
     # metadata, returned on GET), and the client's MD5 / SigV4 payload hash cover those bytes.
-    return {"keepalive_timeout": limits.header_timeout, "max_line_size": limits.max_line_size,
-            "max_field_size": limits.max_field_size, "max_headers": limits.max_headers,
-            "auto_decompress": False, "access_log": None}
+    kwargs = {"keepalive_timeout": limits.header_timeout, "max_line_size": limits.max_line_size,
+              "max_field_size": limits.max_field_size, "max_headers": limits.max_headers,
+              "auto_decompress": False, "access_log": None}
+    if access_log_class is not None:
+        kwargs.update(access_log=logging.getLogger("coffer.access"),
+                      access_log_class=access_log_class)
+    return kwargs
 
 
 def _wire_error(status: int, exc: BaseException | None) -> S3Error:
@@ -103,11 +109,12 @@ _FALLBACK = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalErro
 
 def _xml_response(request: web.BaseRequest, err: S3Error) -> web.Response:
     """``err`` as S3 XML; never raises (a constant body if rendering itself fails)."""
-    request_id = request_id_of(request) or secrets.token_hex(8).upper()
-    if request.get(CONTEXT) is None:
-        request[CONTEXT] = RequestContext(request_id=request_id)
-    else:
-        request[CONTEXT].request_id = request_id
+    ctx = request.get(CONTEXT)
+    if ctx is None or not ctx.request_id:
+        # A request aiohttp could not parse never met the error middleware that names it.
+        ctx = RequestContext(request_id=secrets.token_hex(8).upper())
+        request[CONTEXT] = ctx
+    request_id = ctx.request_id
     try:
         resp = render_error(request, err)
     except Exception:  # noqa: BLE001 - the renderer of last resort may not fail
@@ -212,9 +219,10 @@ class EdgeRequestHandler(RequestHandler):
             self.log_exception("Unhandled error answering %s", request.remote, exc_info=exc)
         else:
             # A client's malformed bytes are its problem, not ours: no traceback at ERROR
-            # (aiohttp's default) that any client could use to flood the log.
-            log.info("rejected a malformed request from %s: %s", request.remote,
-                     " ".join(str(exc or message or "").split())[:200])
+            # (aiohttp's default) that any client could use to flood the log, and no echo of
+            # the bytes (they may hold a credential): the access log's one "rejected" line
+            # names the parser error's class (gateway/access_log.py).
+            request[REJECTED] = type(exc).__name__ if exc is not None else "BadRequest"
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; the connection is dropped")
         resp = _xml_response(request, _wire_error(status, exc))
@@ -239,10 +247,11 @@ class LimitedSite(web.BaseSite):
                  "_serving", "_slots")
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *,
-                 limits: EdgeLimits, ssl_context: ssl.SSLContext | None = None) -> None:
+                 limits: EdgeLimits, ssl_context: ssl.SSLContext | None = None,
+                 access_log_class: type | None = None) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=limits.backlog)
         self._host, self._port, self._limits = host, port, limits
-        self._handler_kwargs = handler_kwargs(limits)
+        self._handler_kwargs = handler_kwargs(limits, access_log_class)
         self._socks: list[socket.socket] = []
         self._accepting: list[asyncio.Task] = []
         self._serving: set[asyncio.Task] = set()

@@ -104,6 +104,13 @@ class _Call:
                       exc_info=(et, exc, tb))
             code, message = KMSInternalException.type, "internal error"
         self.kms._emit(self._event(code=code, message=message, failed=exc is not None))
+        observer = self.kms.call_observer
+        if observer is not None:
+            try:
+                spec = self.keys[0].metadata.key_spec if self.keys else None
+                observer(self.name, getattr(spec, "value", spec), code)
+            except Exception:  # noqa: BLE001 - metrics never fail a call that succeeded
+                log.exception("KMS call observer failed for %s", self.name)
         return False
 
 

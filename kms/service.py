@@ -97,6 +97,9 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
     # key policies and grants so a user re-created under the name inherits nothing
     # (kms.iam.policy, "Principals saved as unique ids"). None: principals match by ARN.
     principal_id: Callable[[str], str | None] | None = None
+    # Set by the gateway's metrics: called after each audited call with (operation, key spec
+    # of its first key or None, AWS error __type or None). Never given a parameter value.
+    call_observer: Callable[[str, str | None, str | None], None] | None = None
 
     def __init__(self, *, store: KeyStore, backend: KeyBackend, audit: AuditSink,
                  region: str = "us-east-1", clock: Callable[[], float] = time.time,
@@ -165,6 +168,13 @@ class KMS(LifecycleOps, AsymmetricOps, CustomKeyStoreOps, GrantOps, MultiRegionO
                 sibling._store = self._store.for_region(region)
                 self._siblings[region] = sibling
             return sibling
+
+    def check_ready(self) -> None:
+        """Raise unless the KMS can serve: its database answers a read and the root key (file,
+        passphrase or PKCS#11 token) wraps and unwraps a probe. Used by ``GET /ready``; the
+        probe is random, bound to its own AAD, and never stored."""
+        self._store.regions()
+        self._backend.self_test()
 
     def regions_with_keys(self) -> list[KMS]:
         """One KMS per region that holds a key (the scheduler's round)."""

@@ -54,6 +54,9 @@ class BucketKeyCache:
         self._clock = clock
         self._entries: dict[Hashable, CachedBucketKey] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # Lookups answered from the cache / that found nothing live (gateway/metrics.py).
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -61,7 +64,12 @@ class BucketKeyCache:
     def get(self, key: Hashable) -> CachedBucketKey | None:
         """The live entry for ``key``; the caller must still have the KMS authorize its use."""
         self.sweep()
-        return self._entries.get(key)
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
 
     def put(self, key: Hashable, plaintext: bytes, blob: bytes,
             key_arn: str) -> CachedBucketKey:

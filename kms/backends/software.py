@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from kms.backends.base import MaterialRef
 from kms.crypto.aead import AEADKey
-from kms.crypto.rootkey import RootKey
+from kms.crypto.rootkey import RootKey, RootKeyError
 
 __all__ = ["SoftwareBackend", "material_aad", "private_aad"]
 
@@ -31,6 +31,8 @@ _AAD_LABEL = b"coffer-kms-material/1\x00"
 _PRIVATE_LABEL = b"coffer-kms-private/1\x00"
 _IMPORT_LABEL = b"coffer-kms-import/1\x00"
 _SECRET_LABEL = b"coffer-kms-secret/1\x00"
+# AAD of the readiness probe (self_test): no stored record is ever wrapped under it.
+_PROBE_LABEL = b"coffer-kms-ready-probe/1\x00"
 
 
 def material_aad(key_arn: str, version: int) -> bytes:
@@ -95,6 +97,13 @@ class SoftwareBackend:
     def unwrap_secret(self, name: str, record: bytes) -> bytes:
         """Raises ``CryptoError`` unless ``record`` is ``wrap_secret(name, ...)``."""
         return self._root.unwrap(record, _SECRET_LABEL + name.encode("utf-8"))
+
+    def self_test(self) -> None:
+        """Wrap and unwrap a random probe under the root key (an HSM root key does this in
+        its token). Raises the root key's error, or RootKeyError on a wrong round trip."""
+        probe = self._rand(16)
+        if self._root.unwrap(self._root.wrap(probe, _PROBE_LABEL), _PROBE_LABEL) != probe:
+            raise RootKeyError("the root key did not round-trip a probe")
 
     def forget(self, key_arn: str, version: int) -> None:
         with self._lock:

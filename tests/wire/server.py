@@ -59,14 +59,16 @@ class Server:
 
 
 def start_server(data_dir: Path, *, tls: bool = False, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, timeout: float = 30.0) -> Server:
+                 env: dict[str, str] | None = None, timeout: float = 30.0,
+                 prefix: list[str] | None = None) -> Server:
+    """``prefix``: a command the server runs under (e.g. ``setpriv ...``)."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir.parent / f"server-{port}.log"
     penv = dict(os.environ)
     penv.update(COFFER_ROOT_ACCESS_KEY=ACCESS_KEY, COFFER_ROOT_SECRET_KEY=SECRET_KEY)
     penv.update(env or {})
-    args = [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
+    args = [*(prefix or []), sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
             "--port", str(port), "--data-dir", str(data_dir)]
     if tls:
         args.append("--tls")
