@@ -96,6 +96,10 @@ def storage_error(exc: se.StorageError, bucket: str | None = None,
     if isinstance(exc, se.InvalidKey):
         return S3Error("KeyTooLongError") if key and len(key.encode()) > 1024 \
             else S3Error("InvalidArgument", "Invalid object key")
+    if isinstance(exc, se.PreconditionFailed):
+        return S3Error("PreconditionFailed", Condition=exc.condition)
+    if isinstance(exc, se.ConditionalConflict):
+        return S3Error("ConditionalRequestConflict", Key=key)
     return S3Error("InternalError")
 
 

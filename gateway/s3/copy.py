@@ -125,12 +125,12 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
                           "to copy an object to itself without changing the object's metadata, "
                           "storage class, website redirect location or encryption attributes.")
         settings = await resolve_write_settings(call, call.bucket)
-        await check_write_preconditions(call)
+        condition = await check_write_preconditions(call)
         md5 = hashlib.md5()
         plain = md5_stream(await source_plaintext(call, reader, source, 0, src.size), md5)
         chunks, sealer = await sealed_stream(call, settings, plain)
         try:
-            writer = await call.store.open_writer(call.bucket, call.key)
+            writer = await call.store.open_writer(call.bucket, call.key, condition=condition)
         except se.StorageError as exc:
             raise storage_error(exc, call.bucket, call.key) from exc
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway.auth.checksums import make_checksum
 from gateway.auth.payload import PayloadReader, read_body
+from gateway.s3.conditional import KEY_STATE, complete_condition, upload_key_state
 from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
                                storage_error, xml_response)
 from gateway.s3.copy import copy_source_range, md5_stream, open_copy_source, source_plaintext
@@ -72,6 +73,7 @@ async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
                           "try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, "
                           "SHA1, SHA256]")
         meta["checksum_algorithm"] = algorithm
+    meta[KEY_STATE] = await upload_key_state(call)
     settings = await resolve_write_settings(call, call.bucket)
     if settings is not None:
         # The upload's data key is fixed now; each part unwraps it again (S3 needs
@@ -189,6 +191,7 @@ def parse_complete_request(body: bytes) -> list[tuple[int, str]]:
 
 async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
     upload = await _upload(call)
+    condition = complete_condition(call, upload.meta)
     body = await read_body(call.request.content, call.request.headers, call.auth, 4 * 1024 * 1024)
     requested = parse_complete_request(body)
     numbers = [n for n, _ in requested]
@@ -208,6 +211,7 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
     chosen = [stored[n] for n in numbers]
     meta = dict(upload.meta)
     algorithm = meta.pop("checksum_algorithm", None)
+    meta.pop(KEY_STATE, None)
     meta["checksums"], meta["checksum_type"] = {}, None
     record = meta.get("sse")
     customer = parse_customer_key(call.request.headers)
@@ -240,7 +244,8 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
             seal_into(data_key, call.bucket, call.key, 0, meta)
     try:
         info = await call.store.complete_multipart_upload(call.bucket, upload.upload_id, numbers,
-                                                          etag, meta, size=size)
+                                                          etag, meta, size=size,
+                                                          condition=condition)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     result = {"Location": f"/{call.bucket}/{call.key}", "Bucket": call.bucket,

@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.auth.payload import PayloadReader, read_body
 from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
                                storage_error, xml_response)
+from gateway.s3.conditional import check_write_preconditions, delete_condition
 from gateway.s3.errors import S3Error
 from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.xml import children, parse, render, text_of
@@ -54,28 +55,6 @@ def checksum_headers(meta: dict[str, Any]) -> dict[str, str]:
     if out and meta.get("checksum_type"):
         out["x-amz-checksum-type"] = meta["checksum_type"]
     return out
-
-
-async def check_write_preconditions(call: S3Call) -> None:
-    """Conditional writes (If-None-Match: * / If-Match), checked before the body is read."""
-    headers = call.request.headers
-    if_none = headers.get("If-None-Match")
-    if_match = headers.get("If-Match")
-    if if_none is None and if_match is None:
-        return
-    if if_none is not None and if_none.strip() != "*":
-        raise S3Error("NotImplemented", "If-None-Match only supports *")
-    try:
-        current = await call.store.head_object(call.bucket, call.key)
-    except se.NoSuchKey:
-        current = None
-    if if_none is not None and current is not None:
-        raise S3Error("PreconditionFailed", Condition="If-None-Match")
-    if if_match is not None:
-        if current is None:
-            raise S3Error("NoSuchKey", Key=call.key)
-        if parse_etag(if_match) not in (current.etag, "*"):
-            raise S3Error("PreconditionFailed", Condition="If-Match")
 
 
 def _require_length(call: S3Call) -> None:
@@ -120,13 +99,13 @@ async def put_object(call: S3Call) -> web.StreamResponse:
     _require_length(call)
     meta = meta_from_headers(call.request.headers)
     settings = await resolve_write_settings(call, call.bucket)
-    await check_write_preconditions(call)
+    condition = await check_write_preconditions(call)
     payload = PayloadReader(call.request.content, call.request.headers, call.auth,
                             max_size=call.config.max_object_size,
                             want_md5=etag_is_md5(settings.mode if settings else None))
     chunks, sealer = await sealed_stream(call, settings, payload)
     try:
-        writer = await call.store.open_writer(call.bucket, call.key)
+        writer = await call.store.open_writer(call.bucket, call.key, condition=condition)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
 
@@ -154,8 +133,9 @@ async def put_object(call: S3Call) -> web.StreamResponse:
 
 
 async def delete_object(call: S3Call) -> web.StreamResponse:
+    condition = await delete_condition(call)
     try:
-        await call.store.delete_object(call.bucket, call.key)
+        await call.store.delete_object(call.bucket, call.key, condition=condition)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     return web.Response(status=204)
