@@ -116,7 +116,7 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
             meta = meta_from_headers(headers)
         else:
             meta = {k: v for k, v in src.meta.items()
-                    if k not in ("checksums", "checksum_type", "sse")}
+                    if k not in ("checksums", "checksum_type", "sse", "mpu_parts")}
             if "x-amz-storage-class" in headers:
                 meta["storage_class"] = meta_from_headers(headers)["storage_class"]
         if (same and directive == "COPY" and "x-amz-storage-class" not in headers
