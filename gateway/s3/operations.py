@@ -74,6 +74,7 @@ class OperationSpec:
     sse_write: bool = False    # carries s3:x-amz-server-side-encryption[-aws-kms-key-id]
     sse_from_upload: bool = False   # ... taken from its multipart upload (dispatcher)
     lists: str | None = None   # query parameter behind s3:max-keys
+    also: tuple[str, ...] = ()  # further actions needed on the same resource
 
 
 _O, _B, _A, _K = Scope.OBJECT, Scope.BUCKET, Scope.ACCOUNT, Scope.KEYS
@@ -99,6 +100,9 @@ OPERATIONS: Mapping[str, OperationSpec] = MappingProxyType({
     "ListParts": OperationSpec("s3:ListMultipartUploadParts", _O, _D),
     "GetObject": OperationSpec("s3:GetObject", _O, _D),
     "HeadObject": OperationSpec("s3:GetObject", _O, _D),
+    # Both actions on an unversioned bucket (AWS API_GetObjectAttributes.html, Permissions).
+    "GetObjectAttributes": OperationSpec("s3:GetObjectAttributes", _O, _D,
+                                         also=("s3:GetObject",)),
     "DeleteObject": OperationSpec("s3:DeleteObject", _O, _D),
     "DeleteObjects": OperationSpec("s3:DeleteObject", _K, _D),
     "GetObjectAcl": OperationSpec("s3:GetObjectAcl", _O, _D),
@@ -240,7 +244,8 @@ def _permissions(spec: OperationSpec, bucket: str | None, key: str | None,
         perms = [Permission(spec.action, bucket_arn(bucket), bucket)]
     else:
         assert bucket is not None and key is not None
-        perms = [Permission(spec.action, object_arn(bucket, key), bucket, key)]
+        perms = [Permission(action, object_arn(bucket, key), bucket, key)
+                 for action in (spec.action, *spec.also)]
     if source is not None:
         perms.append(Permission("s3:GetObject", object_arn(*source), source[0], source[1],
                                 request_conditions=False))
