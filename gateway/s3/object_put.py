@@ -25,10 +25,11 @@ from gateway.sse.envelope import WriteSettings, random_etag
 from gateway.sse.envelope import response_headers as sse_response_headers
 from gateway.sse.headers import SSE_S3, parse_customer_key
 from storage import errors as se
-from storage.base import ObjectInfo, ObjectWriter, PartInfo
+from storage.base import ObjectInfo, ObjectWriter, PartInfo, WriteCondition
 
 __all__ = ["HANDLERS", "write_and_commit", "checksum_headers", "check_write_preconditions",
-           "sealed_stream", "sse_etag", "etag_is_md5", "parse_delete_request"]
+           "sealed_stream", "sse_etag", "etag_is_md5", "parse_delete_request",
+           "parse_delete_entries"]
 
 _MAX_DELETE_KEYS = 1000
 
@@ -150,9 +151,9 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
         raise S3Error("InvalidRequest",
                       "Missing required header for this request: Content-MD5")
     body = await read_body(call.request.content, headers, call.auth, 2 * 1024 * 1024)
-    quiet, keys = parse_delete_request(body)
+    quiet, entries = parse_delete_entries(body)
     deleted, errors = [], []
-    for key in keys:
+    for key, etag in entries:
         if len(key.encode()) > 1024:
             errors.append({"Key": key, "Code": "KeyTooLongError", "Message": "Your key is too long"})
             continue
@@ -160,8 +161,15 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
         if not await call.authz.allowed("s3:DeleteObject", key):
             errors.append({"Key": key, "Code": "AccessDenied", "Message": "Access Denied"})
             continue
+        # A per-object <ETag> is that key's If-Match (AWS: userguide/conditional-deletes.html),
+        # which also needs s3:GetObject on it.
+        condition = WriteCondition(if_match=etag) if etag else None
+        if condition is not None and etag != "*" and \
+                not await call.authz.allowed("s3:GetObject", key):
+            errors.append({"Key": key, "Code": "AccessDenied", "Message": "Access Denied"})
+            continue
         try:
-            await call.store.delete_object(call.bucket, key)
+            await call.store.delete_object(call.bucket, key, condition=condition)
         except se.StorageError as exc:
             err = storage_error(exc, call.bucket, key)
             errors.append({"Key": key, "Code": err.code, "Message": err.message})
@@ -174,6 +182,13 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
 
 def parse_delete_request(body: bytes) -> tuple[bool, list[str]]:
     """A DeleteObjects body -> (Quiet, keys). Raises S3Error (MalformedXML) only."""
+    quiet, entries = parse_delete_entries(body)
+    return quiet, [key for key, _ in entries]
+
+
+def parse_delete_entries(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
+    """A DeleteObjects body -> (Quiet, [(key, ETag condition or None)]). Raises S3Error
+    (MalformedXML) only."""
     doc = parse(body)
     if doc.tag != "Delete":
         raise S3Error("MalformedXML")
@@ -186,7 +201,8 @@ def parse_delete_request(body: bytes) -> tuple[bool, list[str]]:
         key = text_of(obj, "Key")
         if not key:
             raise S3Error("MalformedXML")
-        keys.append(key)
+        etag = text_of(obj, "ETag")
+        keys.append((key, parse_etag(etag) or None if etag is not None else None))
     return quiet, keys
 
 

@@ -213,6 +213,10 @@ def parse_copy_source(value: str | None) -> tuple[str, str]:
     return bucket, key
 
 
+_CONDITIONAL_WRITES = frozenset({"PutObject", "CopyObject", "CompleteMultipartUpload",
+                                 "DeleteObject"})
+
+
 def _conditions(name: str, spec: OperationSpec, headers: Mapping[str, str],
                 query: Mapping[str, str], max_keys: int | None) -> dict[str, Any]:
     ctx: dict[str, Any] = {}
@@ -224,6 +228,11 @@ def _conditions(name: str, spec: OperationSpec, headers: Mapping[str, str],
             "x-amz-server-side-encryption-aws-kms-key-id")
     if spec.copies or name == "UploadPart":
         ctx["s3:x-amz-copy-source"] = headers.get("x-amz-copy-source")
+    if name in _CONDITIONAL_WRITES:
+        # Policies can require conditional writes / deletes (AWS: userguide/
+        # conditional-writes-enforce.html, conditional-delete-enforce.html).
+        ctx["s3:if-none-match"] = headers.get("If-None-Match")
+        ctx["s3:if-match"] = headers.get("If-Match")
     if spec.lists is not None:
         ctx["s3:prefix"] = query.get("prefix")
         ctx["s3:delimiter"] = query.get("delimiter")

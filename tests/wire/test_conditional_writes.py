@@ -15,6 +15,7 @@ import http.client
 import subprocess
 import threading
 import time
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,6 +25,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.wire.clients import AWS, error_code
+from tests.wire.conftest import make_client
 
 pytestmark = pytest.mark.wire
 
@@ -271,3 +273,42 @@ def test_aws_cli_conditional_put_and_delete(server, bucket, tmp_path):
     etag = json.loads(ok.stdout)["ETag"]
     done = _aws(server, "delete-object", "--bucket", bucket, "--key", "c", "--if-match", etag)
     assert done.returncode == 0, done.stderr
+
+
+def test_delete_objects_per_object_etag(s3, bucket):
+    """DeleteObjects takes each key's condition as its <ETag>; a failed one is that key's
+    <Error> in a 200 (AWS: userguide/conditional-deletes.html)."""
+    etag = s3.put_object(Bucket=bucket, Key="a", Body=b"a")["ETag"]
+    s3.put_object(Bucket=bucket, Key="b", Body=b"b")
+    out = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "a", "ETag": etag}, {"Key": "b", "ETag": '"0000"'},
+        {"Key": "gone", "ETag": etag}]})
+    assert [d["Key"] for d in out["Deleted"]] == ["a"]
+    assert sorted((e["Key"], e["Code"]) for e in out["Errors"]) == [
+        ("b", "PreconditionFailed"), ("gone", "NoSuchKey")]
+    s3.head_object(Bucket=bucket, Key="b")
+
+
+def test_policies_can_require_conditional_writes(server, s3, bucket):
+    """s3:if-none-match / s3:if-match condition keys (AWS: userguide/
+    conditional-writes-enforce.html, conditional-delete-enforce.html)."""
+    iam = make_client(server, "iam")
+    name = f"u-{uuid.uuid4().hex[:10]}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:PutObject", "Resource": "*",
+             "Condition": {"Null": {"s3:if-none-match": "true"}}},
+            {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*",
+             "Condition": {"Null": {"s3:if-match": "true"}}}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    user = make_client(server, "s3", key["AccessKeyId"], key["SecretAccessKey"])
+    with pytest.raises(ClientError) as e:
+        user.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert error_code(e) == "AccessDenied"
+    etag = user.put_object(Bucket=bucket, Key="k", Body=b"x", IfNoneMatch="*")["ETag"]
+    with pytest.raises(ClientError) as e:
+        user.delete_object(Bucket=bucket, Key="k")
+    assert error_code(e) == "AccessDenied"
+    user.delete_object(Bucket=bucket, Key="k", IfMatch=etag)
