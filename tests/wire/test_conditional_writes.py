@@ -312,3 +312,20 @@ def test_policies_can_require_conditional_writes(server, s3, bucket):
         user.delete_object(Bucket=bucket, Key="k")
     assert error_code(e) == "AccessDenied"
     user.delete_object(Bucket=bucket, Key="k", IfMatch=etag)
+
+
+def test_copy_object_destination_conditions(s3, bucket):
+    """CopyObject takes If-None-Match / If-Match for its destination (AWS CopyObject API
+    reference, IfNoneMatch: 412 when the destination key exists)."""
+    s3.put_object(Bucket=bucket, Key="src", Body=b"source")
+    dst = s3.put_object(Bucket=bucket, Key="dst", Body=b"old")["ETag"]
+    src = {"Bucket": bucket, "Key": "src"}
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="dst", CopySource=src, IfNoneMatch="*")
+    assert (_status(e), error_code(e)) == (412, "PreconditionFailed")
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="dst", CopySource=src, IfMatch='"0000"')
+    assert error_code(e) == "PreconditionFailed"
+    s3.copy_object(Bucket=bucket, Key="dst", CopySource=src, IfMatch=dst)
+    s3.copy_object(Bucket=bucket, Key="new", CopySource=src, IfNoneMatch="*")
+    assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"source"
