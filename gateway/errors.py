@@ -362,10 +362,13 @@ STORAGE_CODES: tuple[tuple[type[se.StorageError], str], ...] = (
     (se.BucketExists, "BucketAlreadyOwnedByYou"),
     (se.InvalidPart, "InvalidPart"),
     (se.InvalidKey, "InvalidArgument"),
+    (se.PreconditionFailed, "PreconditionFailed"),
+    (se.ConditionalConflict, "ConditionalRequestConflict"),
     (se.StorageError, "InternalError"),
 )
 _STORAGE_FIELDS = {"NoSuchBucket": "bucket", "BucketNotEmpty": "bucket",
-                   "BucketAlreadyOwnedByYou": "bucket", "NoSuchKey": "key"}
+                   "BucketAlreadyOwnedByYou": "bucket", "NoSuchKey": "key",
+                   "ConditionalRequestConflict": "key"}
 
 
 def storage_to_s3(exc: se.StorageError, bucket: str | None = None,
@@ -378,6 +381,8 @@ def storage_to_s3(exc: se.StorageError, bucket: str | None = None,
         if key and len(key.encode("utf-8", "surrogatepass")) > 1024:
             return S3Error("KeyTooLongError")
         return S3Error("InvalidArgument", "Invalid object key")
+    if isinstance(exc, se.PreconditionFailed):
+        return S3Error(code, Condition=exc.condition)
     field_name = _STORAGE_FIELDS.get(code)
     if field_name == "bucket":
         return S3Error(code, BucketName=bucket)

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Protocol
 
 __all__ = [
     "BucketInfo", "ObjectInfo", "ListResult", "PartInfo", "UploadInfo", "ListUploadsResult",
-    "ObjectWriter", "ObjectReader", "ObjectStore",
+    "ObjectWriter", "ObjectReader", "ObjectStore", "WriteCondition", "state_token",
 ]
 
 
@@ -41,6 +41,36 @@ class ObjectInfo:
     # Bytes held in storage when they differ from ``size`` (the object's size as S3 reports it),
     # e.g. ciphertext of an encrypted object. Readers address stored bytes.
     stored_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCondition:
+    """A conditional write or delete, checked at the commit point under the key's lock, so two
+    racing conditional requests can never both pass (S3 conditional writes, AWS: userguide/
+    conditional-writes.html, conditional-deletes.html).
+
+    Evaluated in this order against the key's current record:
+
+        expect_state and state_token(current) != state   -> ConditionalConflict
+        if_none_match and current exists                  -> PreconditionFailed("If-None-Match")
+        if_match and current is missing                   -> NoSuchKey
+        if_match not in ("*", current.etag)               -> PreconditionFailed("If-Match")
+
+    ``state`` is the key's token when the request began (PutObject: its pre-check;
+    CompleteMultipartUpload: CreateMultipartUpload): S3 answers 409 ConditionalRequestConflict,
+    not 412, when the key changed while the conditional request was in flight.
+    """
+    if_none_match: bool = False
+    if_match: str | None = None       # ETag without quotes; "*" = the key must exist
+    expect_state: bool = False
+    state: str | None = None          # state_token() of the key when the request began
+
+
+def state_token(info: "ObjectInfo | None") -> str | None:
+    """Names one committed version of a key (None: absent), for WriteCondition.state."""
+    if info is None:
+        return None
+    return f"{info.etag}/{info.last_modified!r}/{info.size}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +165,9 @@ class ObjectStore(Protocol):
     async def get_bucket_config(self, name: str, kind: str) -> dict[str, Any] | None: ...
 
     # -- objects
-    async def open_writer(self, bucket: str, key: str) -> ObjectWriter: ...
+    async def open_writer(self, bucket: str, key: str, *,
+                          condition: WriteCondition | None = None) -> ObjectWriter:
+        """``condition`` is checked when the writer commits (see WriteCondition)."""
     async def open_object(self, bucket: str, key: str) -> ObjectReader:
         """Raises NoSuchKey."""
 
@@ -145,8 +177,11 @@ class ObjectStore(Protocol):
         """Set (a None value: remove) members of the key's ``meta`` in one atomic step, the
         bytes, ETag and Last-Modified unchanged (PutObjectTagging). A concurrent commit of the
         key either precedes it (and is updated) or replaces it whole. Raises NoSuchKey."""
-    async def delete_object(self, bucket: str, key: str) -> bool:
-        """True if something was deleted; deleting a missing key is not an error."""
+    async def delete_object(self, bucket: str, key: str, *,
+                            condition: WriteCondition | None = None) -> bool:
+        """True if something was deleted; deleting a missing key is not an error unless
+        ``condition`` names an ETag (then NoSuchKey). Raises PreconditionFailed,
+        ConditionalConflict."""
 
     async def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                            start_after: str = "", max_keys: int = 1000) -> ListResult:
@@ -166,10 +201,12 @@ class ObjectStore(Protocol):
     async def complete_multipart_upload(self, bucket: str, upload_id: str,
                                         part_numbers: list[int], etag: str,
                                         meta: dict[str, Any], *,
-                                        size: int | None = None) -> ObjectInfo:
+                                        size: int | None = None,
+                                        condition: WriteCondition | None = None) -> ObjectInfo:
         """Assemble the named parts (without copying their bytes) into the object, atomically;
         the upload disappears. ``size`` as for ObjectWriter.commit. Raises NoSuchUpload,
-        InvalidPart."""
+        InvalidPart, and for ``condition`` PreconditionFailed, ConditionalConflict, NoSuchKey
+        (the upload then stays)."""
 
     async def abort_multipart_upload(self, bucket: str, upload_id: str) -> None: ...
     async def list_multipart_uploads(self, bucket: str, *, prefix: str = "", delimiter: str = "",

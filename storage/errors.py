@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __all__ = [
     "StorageError", "NoSuchBucket", "BucketExists", "BucketNotEmpty", "NoSuchKey",
-    "NoSuchUpload", "InvalidPart", "InvalidKey",
+    "NoSuchUpload", "InvalidPart", "InvalidKey", "PreconditionFailed", "ConditionalConflict",
 ]
 
 
@@ -39,3 +39,15 @@ class InvalidPart(StorageError):
 
 class InvalidKey(StorageError):
     """A key storage cannot hold (empty, over 1024 UTF-8 bytes, not valid UTF-8)."""
+
+
+class PreconditionFailed(StorageError):
+    """A WriteCondition did not hold at the commit point; ``condition`` names the header."""
+
+    def __init__(self, condition: str) -> None:
+        super().__init__(condition)
+        self.condition = condition
+
+
+class ConditionalConflict(StorageError):
+    """The key changed while a conditional write was in flight (S3's 409)."""

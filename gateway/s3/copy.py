@@ -148,7 +148,7 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
             meta = meta_from_headers(headers)
         else:
             meta = {k: v for k, v in src.meta.items()
-                    if k not in ("checksums", "checksum_type", "sse", "completed_upload",
+                    if k not in ("checksums", "checksum_type", "sse", "completed_upload", "mpu_parts",
                                  TAGS_META)}
             if "x-amz-storage-class" in headers:
                 meta["storage_class"] = meta_from_headers(headers)["storage_class"]
@@ -165,14 +165,14 @@ async def copy_object(call: S3Call) -> web.StreamResponse:
                           "to copy an object to itself without changing the object's metadata, "
                           "storage class, website redirect location or encryption attributes.")
         settings = await resolve_write_settings(call, call.bucket)
-        await check_write_preconditions(call)
+        condition = await check_write_preconditions(call)
         md5 = hashlib.md5()
         running = {alg: make_checksum(alg) for alg in _copy_checksums(headers, src.meta)}
         plain = md5_stream(await source_plaintext(call, reader, source, 0, src.size), md5,
                            tuple(running.values()))
         chunks, sealer = await sealed_stream(call, settings, plain)
         try:
-            writer = await call.store.open_writer(call.bucket, call.key)
+            writer = await call.store.open_writer(call.bucket, call.key, condition=condition)
         except se.StorageError as exc:
             raise storage_error(exc, call.bucket, call.key) from exc
 

@@ -40,6 +40,7 @@ from gateway.principal_info import Principal, PrincipalError, principal_for
 from gateway.regions import region_allowed, wrong_region
 from gateway.s3 import (authz, bucket, copy, encryption, listing, multipart, object_get,
                         object_put, policy, tagging)
+from gateway.s3 import object_attributes
 from gateway.s3.common import S3Call
 from gateway.s3.errors import S3Error
 from gateway.s3.operations import OPERATIONS, Permission, S3Operation, Scope, UnknownOperation
@@ -57,7 +58,7 @@ Handler = Callable[[S3Call], Awaitable[web.StreamResponse]]
 HANDLERS: Mapping[str, Handler] = {
     **bucket.HANDLERS, **listing.HANDLERS, **object_get.HANDLERS, **object_put.HANDLERS,
     **copy.HANDLERS, **multipart.HANDLERS, **encryption.HANDLERS, **policy.HANDLERS,
-    **tagging.HANDLERS,
+    **tagging.HANDLERS, **object_attributes.HANDLERS,
 }
 # Every handler has an operation (hence an action), every operation a handler.
 assert set(HANDLERS) == set(OPERATIONS), set(HANDLERS) ^ set(OPERATIONS)

@@ -21,6 +21,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "BucketAlreadyOwnedByYou": (409, "Your previous request to create the named bucket succeeded "
                                      "and you already own it."),
     "BucketNotEmpty": (409, "The bucket you tried to delete is not empty"),
+    "ConditionalRequestConflict": (409, "The conditional request cannot succeed due to a "
+                                        "conflicting operation against this resource."),
     "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed size"),
     "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
     "ExpiredToken": (400, "The provided token has expired."),

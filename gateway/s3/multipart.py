@@ -8,26 +8,26 @@ Create becomes the COMPOSITE checksum ``alg(part checksums concatenated)-N``.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 
 from aiohttp import web
 
-from gateway.auth.checksums import make_checksum
 from gateway.auth.payload import PayloadReader, read_body
+from gateway.s3.conditional import KEY_STATE, complete_condition, upload_key_state
 from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
                                storage_error, xml_response)
 from gateway.s3.copy import copy_source_range, md5_stream, open_copy_source, source_plaintext
 from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.errors import S3Error
 from gateway.s3.listing import page_size
+from gateway.s3 import mpu_checksums as mc
 from gateway.s3.operations import parse_max_keys
 from gateway.s3.object_put import (checksum_headers, composite_md5, etag_is_md5, sealed_stream,
                                    sse_etag, write_and_commit)
 from gateway.s3.xml import children, iso8601, parse, render, text_of
 from gateway.sse.envelope import part_checksums, seal_into
 from gateway.sse.envelope import response_headers as sse_response_headers
-from gateway.sse.headers import SSE_C, parse_customer_key
+from gateway.sse.headers import SSE_C, SSE_S3, parse_customer_key
 from gateway.sse.record import SEALED_FIELD
 from storage import errors as se
 from storage.base import PartInfo, UploadInfo
@@ -72,6 +72,10 @@ async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
                           "try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, "
                           "SHA1, SHA256]")
         meta["checksum_algorithm"] = algorithm
+    kind = mc.creation_type(call.request.headers, algorithm)
+    if kind is not None:
+        meta[mc.MODE_FIELD] = kind
+    meta[KEY_STATE] = await upload_key_state(call)
     settings = await resolve_write_settings(call, call.bucket)
     if settings is not None:
         # The upload's data key is fixed now; each part unwraps it again (S3 needs
@@ -84,7 +88,8 @@ async def create_multipart_upload(call: S3Call) -> web.StreamResponse:
         upload = await call.store.create_multipart_upload(call.bucket, call.key, meta)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
-    headers = {"x-amz-checksum-algorithm": algorithm} if algorithm else {}
+    headers = {"x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": kind} \
+        if algorithm else {}
     headers.update(sse_response_headers(meta.get("sse"),
                                         settings.customer if settings else None))
     body = render("InitiateMultipartUploadResult", {
@@ -101,15 +106,22 @@ async def upload_part(call: S3Call) -> web.StreamResponse:
     payload = PayloadReader(call.request.content, call.request.headers, call.auth,
                             max_size=call.config.max_object_size,
                             want_md5=etag_is_md5(record["mode"] if record else None))
-    chunks, sealer = await _part_stream(call, record, payload, number)
+    algorithm = upload.meta.get("checksum_algorithm")
+    computed: dict[str, str] = {}
+    plain = payload
+    if algorithm is not None and not _sends(call.request.headers, algorithm):
+        # The upload's algorithm is kept for every part (a FULL_OBJECT value needs them all).
+        plain = mc.with_part_checksum(payload, algorithm, computed)
+    chunks, sealer = await _part_stream(call, record, plain, number)
     try:
         writer = await call.store.open_part_writer(call.bucket, upload.upload_id, number)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
 
     def finish():
+        mc.part_algorithm_check(algorithm, payload.checksums)
         return (sse_etag(record, payload.md5_hex),
-                _part_meta(sealer, payload.size, dict(payload.checksums)))
+                _part_meta(sealer, payload.size, {**computed, **payload.checksums}))
 
     try:
         part = await write_and_commit(writer, chunks, finish)
@@ -121,6 +133,12 @@ async def upload_part(call: S3Call) -> web.StreamResponse:
     headers.update({k: v for k, v in checksum_headers({"checksums": payload.checksums}).items()
                     if k != "x-amz-checksum-type"})
     return web.Response(status=200, headers=headers)
+
+
+def _sends(headers, algorithm: str) -> bool:
+    """Whether the client sends a checksum of ``algorithm`` (as a header or a trailer)."""
+    name = f"x-amz-checksum-{algorithm.lower()}"
+    return name in headers or name in headers.get("x-amz-trailer", "").lower()
 
 
 async def _part_stream(call: S3Call, record, chunks, number: int):
@@ -215,7 +233,10 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
         if done is None:
             raise
         return done
-    body = await read_body(call.request.content, call.request.headers, call.auth, 4 * 1024 * 1024)
+    condition = complete_condition(call, upload.meta)
+    # Complete's x-amz-checksum-<alg> header is the whole object's checksum, not the XML's.
+    body = await read_body(call.request.content, mc.body_headers(call.request.headers),
+                           call.auth, 4 * 1024 * 1024)
     requested = parse_complete_request(body)
     numbers = [n for n, _ in requested]
     if any(b <= a for a, b in zip(numbers, numbers[1:])):
@@ -235,6 +256,9 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
     meta = dict(upload.meta)
     meta[COMPLETED_UPLOAD] = upload.upload_id
     algorithm = meta.pop("checksum_algorithm", None)
+    kind = meta.pop(mc.MODE_FIELD, mc.COMPOSITE if algorithm else None)
+    mc.complete_type(call.request.headers, kind)
+    meta.pop(KEY_STATE, None)
     meta["checksums"], meta["checksum_type"] = {}, None
     record = meta.get("sse")
     customer = parse_customer_key(call.request.headers)
@@ -249,33 +273,58 @@ async def complete_multipart_upload(call: S3Call) -> web.StreamResponse:
                                                      call.key, customer)
     sums = {p.part_number: part_checksums(p.meta, data_key, call.bucket, call.key,
                                           p.part_number) for p in chosen} if algorithm else {}
+    mc.check_complete_parts(algorithm, kind, upload.upload_id, requested,
+                            mc.parse_complete_checksums(body), sums)
+    value = None
     if algorithm and all(algorithm in sums[p.part_number] for p in chosen):
-        combined = make_checksum(algorithm)
-        for p in chosen:
-            combined.update(base64.b64decode(sums[p.part_number][algorithm]))
-        meta["checksums"] = {algorithm: f"{combined.b64()}-{len(chosen)}"}
-        meta["checksum_type"] = "COMPOSITE"
+        if kind == mc.FULL_OBJECT:
+            value = mc.full_object_checksum(algorithm, [
+                (sums[p.part_number][algorithm], _plain_size(p)) for p in chosen])
+        else:
+            value = mc.composite_checksum(algorithm, [sums[p.part_number][algorithm]
+                                                      for p in chosen])
+        meta["checksums"], meta["checksum_type"] = {algorithm: value}, kind
+    mc.verify_complete_checksum(call.request.headers, algorithm, kind, value)
+    _check_object_size(call.request.headers, sum(_plain_size(p) for p in chosen))
     result_checksums = dict(meta["checksums"])
+    if algorithm and (record is None or record["mode"] == SSE_S3):
+        meta[mc.PARTS_FIELD] = [{"n": p.part_number, "size": _plain_size(p),
+                                 "checksums": sums[p.part_number]} for p in chosen]
     etag = composite_md5([p.etag for p in chosen])
     size = None
     if record is not None:
         size = sum(_plain_size(p) for p in chosen)
         meta["sse"] = {**record, "plain_size": size,
                        "parts": [{"n": p.part_number, "plain": _plain_size(p),
-                                  "stream": p.meta["stream"]} for p in chosen]}
+                                  "stream": p.meta["stream"],
+                                  **({SEALED_FIELD: p.meta[SEALED_FIELD]}
+                                     if SEALED_FIELD in p.meta else {})} for p in chosen]}
         if data_key is not None:
             seal_into(data_key, call.bucket, call.key, 0, meta)
     try:
         info = await call.store.complete_multipart_upload(call.bucket, upload.upload_id, numbers,
-                                                          etag, meta, size=size)
+                                                          etag, meta, size=size,
+                                                          condition=condition)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     result = {"Location": f"/{call.bucket}/{call.key}", "Bucket": call.bucket,
               "Key": call.key, "ETag": quote_etag(info.etag)}
-    for alg, value in result_checksums.items():
-        result[f"Checksum{alg}"] = value
+    for alg, checksum in result_checksums.items():
+        result[f"Checksum{alg}"] = checksum
+    if result_checksums:
+        result["ChecksumType"] = kind
     return xml_response(render("CompleteMultipartUploadResult", result),
                         headers=sse_response_headers(record, customer))
+
+
+def _check_object_size(headers, size: int) -> None:
+    """x-amz-mp-object-size, when sent, must be the object's size (CompleteMultipartUpload)."""
+    raw = headers.get("x-amz-mp-object-size")
+    if raw is None:
+        return
+    if raw.strip() != str(size):
+        raise S3Error("InvalidRequest", f"The provided 'x-amz-mp-object-size' header value "
+                      f"{raw.strip()[:32]} does not match what was computed: {size}")
 
 
 async def abort_multipart_upload(call: S3Call) -> web.StreamResponse:
@@ -325,6 +374,7 @@ async def list_parts(call: S3Call) -> web.StreamResponse:
         "NextPartNumberMarker": str(page[-1].part_number) if page else None,
         "MaxParts": str(max_parts), "IsTruncated": truncated,
         "ChecksumAlgorithm": algorithm,
+        "ChecksumType": upload.meta.get(mc.MODE_FIELD),
         "Part": items or None,
     })
     return xml_response(body)

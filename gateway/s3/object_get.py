@@ -27,6 +27,7 @@ from gateway.sse.envelope import response_headers as sse_response_headers
 from gateway.sse.headers import SSE_C, SSE_KMS, parse_customer_key, refuse_sse_on_read
 from gateway.sse.stream import SSEError
 from gateway.s3.errors import S3Error
+from gateway.s3.mpu_checksums import part_read_checksums
 from gateway.s3.object_put import checksum_headers
 from storage import errors as se
 from storage.base import ObjectInfo
@@ -177,8 +178,8 @@ async def get_object(call: S3Call) -> web.StreamResponse:
         status = 200
         start, end = 0, info.size
         # Full-object checksums only on full-object reads (a ranged response with them
-        # breaks botocore's validation).
-        want_checksums = rng is None and \
+        # breaks botocore's validation); a part read gets the part's (mpu_checksums).
+        want_checksums = (rng is None or part is not None) and \
             call.request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
         if rng is not None:
             start, end = rng
@@ -201,8 +202,11 @@ async def get_object(call: S3Call) -> web.StreamResponse:
                                                          record, call.bucket, call.key,
                                                          customer)
         if want_checksums:
-            headers.update(checksum_headers(readable_checksums(info.meta, data_key,
-                                                               call.bucket, call.key)))
+            readable = readable_checksums(info.meta, data_key, call.bucket, call.key)
+            if part is not None:
+                readable = part_read_checksums(info.meta, readable, data_key, call.bucket,
+                                               call.key, int(call.op.query["partNumber"]))
+            headers.update(checksum_headers(readable))
         if head:
             if record is not None and record["mode"] == SSE_KMS:
                 call.authz.check_key_use(SSE_KMS)   # HEAD needs no key, but SigV4 all the same

@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.auth.payload import PayloadReader, read_body
 from gateway.s3.common import (S3Call, meta_from_headers, parse_etag, quote_etag,
                                storage_error, xml_response)
+from gateway.s3.conditional import check_write_preconditions, delete_condition
 from gateway.s3.errors import S3Error
 from gateway.s3.encryption import resolve_write_settings
 from gateway.s3.xml import children, parse, render, text_of
@@ -24,10 +25,11 @@ from gateway.sse.envelope import WriteSettings, random_etag
 from gateway.sse.envelope import response_headers as sse_response_headers
 from gateway.sse.headers import SSE_S3, parse_customer_key
 from storage import errors as se
-from storage.base import ObjectInfo, ObjectWriter, PartInfo
+from storage.base import ObjectInfo, ObjectWriter, PartInfo, WriteCondition
 
 __all__ = ["HANDLERS", "write_and_commit", "checksum_headers", "check_write_preconditions",
-           "sealed_stream", "sse_etag", "etag_is_md5", "parse_delete_request"]
+           "sealed_stream", "sse_etag", "etag_is_md5", "parse_delete_request",
+           "parse_delete_entries"]
 
 _MAX_DELETE_KEYS = 1000
 
@@ -54,28 +56,6 @@ def checksum_headers(meta: dict[str, Any]) -> dict[str, str]:
     if out and meta.get("checksum_type"):
         out["x-amz-checksum-type"] = meta["checksum_type"]
     return out
-
-
-async def check_write_preconditions(call: S3Call) -> None:
-    """Conditional writes (If-None-Match: * / If-Match), checked before the body is read."""
-    headers = call.request.headers
-    if_none = headers.get("If-None-Match")
-    if_match = headers.get("If-Match")
-    if if_none is None and if_match is None:
-        return
-    if if_none is not None and if_none.strip() != "*":
-        raise S3Error("NotImplemented", "If-None-Match only supports *")
-    try:
-        current = await call.store.head_object(call.bucket, call.key)
-    except se.NoSuchKey:
-        current = None
-    if if_none is not None and current is not None:
-        raise S3Error("PreconditionFailed", Condition="If-None-Match")
-    if if_match is not None:
-        if current is None:
-            raise S3Error("NoSuchKey", Key=call.key)
-        if parse_etag(if_match) not in (current.etag, "*"):
-            raise S3Error("PreconditionFailed", Condition="If-Match")
 
 
 def _require_length(call: S3Call) -> None:
@@ -120,13 +100,13 @@ async def put_object(call: S3Call) -> web.StreamResponse:
     _require_length(call)
     meta = meta_from_headers(call.request.headers)
     settings = await resolve_write_settings(call, call.bucket)
-    await check_write_preconditions(call)
+    condition = await check_write_preconditions(call)
     payload = PayloadReader(call.request.content, call.request.headers, call.auth,
                             max_size=call.config.max_object_size,
                             want_md5=etag_is_md5(settings.mode if settings else None))
     chunks, sealer = await sealed_stream(call, settings, payload)
     try:
-        writer = await call.store.open_writer(call.bucket, call.key)
+        writer = await call.store.open_writer(call.bucket, call.key, condition=condition)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
 
@@ -154,8 +134,9 @@ async def put_object(call: S3Call) -> web.StreamResponse:
 
 
 async def delete_object(call: S3Call) -> web.StreamResponse:
+    condition = await delete_condition(call)
     try:
-        await call.store.delete_object(call.bucket, call.key)
+        await call.store.delete_object(call.bucket, call.key, condition=condition)
     except se.StorageError as exc:
         raise storage_error(exc, call.bucket, call.key) from exc
     return web.Response(status=204)
@@ -170,9 +151,9 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
         raise S3Error("InvalidRequest",
                       "Missing required header for this request: Content-MD5")
     body = await read_body(call.request.content, headers, call.auth, 2 * 1024 * 1024)
-    quiet, keys = parse_delete_request(body)
+    quiet, entries = parse_delete_entries(body)
     deleted, errors = [], []
-    for key in keys:
+    for key, etag in entries:
         if len(key.encode()) > 1024:
             errors.append({"Key": key, "Code": "KeyTooLongError", "Message": "Your key is too long"})
             continue
@@ -180,8 +161,15 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
         if not await call.authz.allowed("s3:DeleteObject", key):
             errors.append({"Key": key, "Code": "AccessDenied", "Message": "Access Denied"})
             continue
+        # A per-object <ETag> is that key's If-Match (AWS: userguide/conditional-deletes.html),
+        # which also needs s3:GetObject on it.
+        condition = WriteCondition(if_match=etag) if etag else None
+        if condition is not None and etag != "*" and \
+                not await call.authz.allowed("s3:GetObject", key):
+            errors.append({"Key": key, "Code": "AccessDenied", "Message": "Access Denied"})
+            continue
         try:
-            await call.store.delete_object(call.bucket, key)
+            await call.store.delete_object(call.bucket, key, condition=condition)
         except se.StorageError as exc:
             err = storage_error(exc, call.bucket, key)
             errors.append({"Key": key, "Code": err.code, "Message": err.message})
@@ -194,6 +182,13 @@ async def delete_objects(call: S3Call) -> web.StreamResponse:
 
 def parse_delete_request(body: bytes) -> tuple[bool, list[str]]:
     """A DeleteObjects body -> (Quiet, keys). Raises S3Error (MalformedXML) only."""
+    quiet, entries = parse_delete_entries(body)
+    return quiet, [key for key, _ in entries]
+
+
+def parse_delete_entries(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
+    """A DeleteObjects body -> (Quiet, [(key, ETag condition or None)]). Raises S3Error
+    (MalformedXML) only."""
     doc = parse(body)
     if doc.tag != "Delete":
         raise S3Error("MalformedXML")
@@ -206,7 +201,8 @@ def parse_delete_request(body: bytes) -> tuple[bool, list[str]]:
         key = text_of(obj, "Key")
         if not key:
             raise S3Error("MalformedXML")
-        keys.append(key)
+        etag = text_of(obj, "ETag")
+        keys.append((key, parse_etag(etag) or None if etag is not None else None))
     return quiet, keys
 
 

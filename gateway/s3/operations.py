@@ -76,6 +76,7 @@ class OperationSpec:
     sse_write: bool = False    # carries s3:x-amz-server-side-encryption[-aws-kms-key-id]
     sse_from_upload: bool = False   # ... taken from its multipart upload (dispatcher)
     lists: str | None = None   # query parameter behind s3:max-keys
+    also: tuple[str, ...] = ()  # further actions needed on the same resource
 
 
 _O, _B, _A, _K = Scope.OBJECT, Scope.BUCKET, Scope.ACCOUNT, Scope.KEYS
@@ -101,6 +102,9 @@ OPERATIONS: Mapping[str, OperationSpec] = MappingProxyType({
     "ListParts": OperationSpec("s3:ListMultipartUploadParts", _O, _D),
     "GetObject": OperationSpec("s3:GetObject", _O, _D),
     "HeadObject": OperationSpec("s3:GetObject", _O, _D),
+    # Both actions on an unversioned bucket (AWS API_GetObjectAttributes.html, Permissions).
+    "GetObjectAttributes": OperationSpec("s3:GetObjectAttributes", _O, _D,
+                                         also=("s3:GetObject",)),
     "DeleteObject": OperationSpec("s3:DeleteObject", _O, _D),
     "DeleteObjects": OperationSpec("s3:DeleteObject", _K, _D),
     "GetObjectAcl": OperationSpec("s3:GetObjectAcl", _O, _D),
@@ -220,6 +224,10 @@ def parse_copy_source(value: str | None) -> tuple[str, str]:
     return bucket, key
 
 
+_CONDITIONAL_WRITES = frozenset({"PutObject", "CopyObject", "CompleteMultipartUpload",
+                                 "DeleteObject"})
+
+
 def _conditions(name: str, spec: OperationSpec, headers: Mapping[str, str],
                 query: Mapping[str, str], max_keys: int | None) -> dict[str, Any]:
     ctx: dict[str, Any] = {}
@@ -231,6 +239,11 @@ def _conditions(name: str, spec: OperationSpec, headers: Mapping[str, str],
             "x-amz-server-side-encryption-aws-kms-key-id")
     if spec.copies or name == "UploadPart":
         ctx["s3:x-amz-copy-source"] = headers.get("x-amz-copy-source")
+    if name in _CONDITIONAL_WRITES:
+        # Policies can require conditional writes / deletes (AWS: userguide/
+        # conditional-writes-enforce.html, conditional-delete-enforce.html).
+        ctx["s3:if-none-match"] = headers.get("If-None-Match")
+        ctx["s3:if-match"] = headers.get("If-Match")
     if spec.lists is not None:
         ctx["s3:prefix"] = query.get("prefix")
         ctx["s3:delimiter"] = query.get("delimiter")
@@ -262,7 +275,8 @@ def _permissions(spec: OperationSpec, bucket: str | None, key: str | None,
         perms = [Permission(spec.action, bucket_arn(bucket), bucket)]
     else:
         assert bucket is not None and key is not None
-        perms = [Permission(spec.action, object_arn(bucket, key), bucket, key)]
+        perms = [Permission(action, object_arn(bucket, key), bucket, key)
+                 for action in (spec.action, *spec.also)]
     if tags:
         # Setting tags with the object needs s3:PutObjectTagging too [S3 API, PutObject,
         # "Permissions": "To successfully set the tag-set with your PutObject request, you

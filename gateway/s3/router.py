@@ -143,6 +143,8 @@ def _object_operation(method: str, q: Mapping[str, str]) -> str:
             return "GetObjectAcl"
         if method == "PUT":
             return "PutObjectAcl"
+    if "attributes" in q and method == "GET":
+        return "GetObjectAttributes"
     _refuse_subresource(q, _OBJECT_SUBRESOURCES_NOT_IMPLEMENTED)
     if method == "GET":
         return "ListParts" if "uploadId" in q else "GetObject"

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..base import ListUploadsResult, ObjectInfo, PartInfo, UploadInfo
+from ..base import ListUploadsResult, ObjectInfo, PartInfo, UploadInfo, WriteCondition
 from ..errors import InvalidPart, NoSuchBucket, NoSuchUpload
 from .atomic import fsync_dir, link_or_rename, read_bytes, remove_tree, unlink_quiet, write_atomic
 from .layout import check_upload_id, encode_key, key_hash, new_id, new_upload_id
@@ -136,15 +136,17 @@ class MultipartMixin:
     async def complete_multipart_upload(self, bucket: str, upload_id: str,
                                         part_numbers: list[int], etag: str,
                                         meta: dict[str, Any], *,
-                                        size: int | None = None) -> ObjectInfo:
+                                        size: int | None = None,
+                                        condition: WriteCondition | None = None) -> ObjectInfo:
         if not part_numbers:
             raise InvalidPart("no parts named")
         check_upload_id(upload_id)
         return await asyncio.to_thread(self._complete_sync, bucket, upload_id, list(part_numbers),
-                                       etag, dict(meta), size)
+                                       etag, dict(meta), size, condition)
 
     def _complete_sync(self, bucket: str, upload_id: str, part_numbers: list[int], etag: str,
-                       meta: dict[str, Any], size: int | None = None) -> ObjectInfo:
+                       meta: dict[str, Any], size: int | None = None,
+                       condition: WriteCondition | None = None) -> ObjectInfo:
         with self._upload_lock(upload_id):
             b, upload, udir = self._upload_sync(bucket, upload_id)
             parts: list[tuple[PartInfo, str]] = []
@@ -171,7 +173,8 @@ class MultipartMixin:
                               last_modified=self.clock(), meta=meta,  # type: ignore[attr-defined]
                               part_sizes=sizes,
                               stored_size=None if size is None or size == stored else stored)
-            self._publish(b, h, encode_key(upload.key), info, names, upload_id)  # type: ignore[attr-defined]
+            self._publish(b, h, encode_key(upload.key), info, names, upload_id,  # type: ignore[attr-defined]
+                          condition)
             self._drop_upload(b, udir)
         return info
 

@@ -8,7 +8,8 @@ Commit of a PUT (all in one worker-thread call, see ``io.py``)::
     staging/<id>.tmp --fsync--> rename to objects/<hh>/<h>.<id>.data
     sidecar -> objects/<hh>/<h>.json.<id>.tmp, fsync
     with bucket lock:                        # serialises the visible step per bucket
-        read old sidecar (its data names); rename tmp over <h>.json   <- THE commit point
+        read old sidecar (its data names); check the WriteCondition against it
+        rename tmp over <h>.json                                      <- THE commit point
         upsert the index row
     fsync objects/<hh>/; unlink the old version's data files
 
@@ -32,9 +33,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..base import BucketInfo, ListResult, ObjectInfo
-from ..errors import (BucketExists, BucketNotEmpty, InvalidKey, NoSuchBucket, NoSuchKey,
-                      StorageError)
+from ..base import BucketInfo, ListResult, ObjectInfo, WriteCondition, state_token
+from ..errors import (BucketExists, BucketNotEmpty, ConditionalConflict, InvalidKey,
+                      NoSuchBucket, NoSuchKey, PreconditionFailed, StorageError)
 from .atomic import fsync_dir, read_bytes, remove_tree, unlink_quiet, write_atomic
 from .index import BucketIndex, IndexRow
 from .io import FSObjectReader, FSObjectWriter, open_pieces
@@ -256,10 +257,11 @@ class FSObjectStore(MultipartMixin):
 
     # -- objects
 
-    async def open_writer(self, bucket: str, key: str) -> FSObjectWriter:
+    async def open_writer(self, bucket: str, key: str, *,
+                          condition: WriteCondition | None = None) -> FSObjectWriter:
         kbytes = encode_key(key)
         await asyncio.to_thread(self._bucket, bucket)
-        commit = functools.partial(self._commit_object, bucket, key, kbytes)
+        commit = functools.partial(self._commit_object, bucket, key, kbytes, condition)
         return await self._new_writer(commit)
 
     async def _new_writer(self, commit: Callable[..., Any]) -> FSObjectWriter:
@@ -269,7 +271,8 @@ class FSObjectStore(MultipartMixin):
             0o600)
         return FSObjectWriter(fd, path, commit, sync=self.sync)
 
-    def _commit_object(self, bucket: str, key: str, kbytes: bytes, staged: Path, written: int,
+    def _commit_object(self, bucket: str, key: str, kbytes: bytes,
+                       condition: WriteCondition | None, staged: Path, written: int,
                        etag: str, meta: dict[str, Any], size: int | None) -> ObjectInfo:
         b = self._bucket(bucket)
         h = key_hash(key)
@@ -281,10 +284,10 @@ class FSObjectStore(MultipartMixin):
         info = ObjectInfo(key=key, size=written if size is None else size, etag=etag,
                           last_modified=self.clock(), meta=meta,
                           stored_size=None if size is None or size == written else written)
-        return self._publish(b, h, kbytes, info, [name], None)
+        return self._publish(b, h, kbytes, info, [name], None, condition)
 
     def _publish(self, b: _Bucket, h: str, kbytes: bytes, info: ObjectInfo, data: list[str],
-                 upload_id: str | None) -> ObjectInfo:
+                 upload_id: str | None, condition: WriteCondition | None = None) -> ObjectInfo:
         """Commit ``info`` naming ``data`` (already in the shard dir) as the key's version."""
         shard = b.paths.shard(h)
         sidecar = b.paths.sidecar(h)
@@ -300,7 +303,10 @@ class FSObjectStore(MultipartMixin):
             with b.lock:
                 if b.deleted:
                     raise NoSuchBucket(b.name)
-                old = _sidecar_data(read_bytes(sidecar), h)
+                raw = read_bytes(sidecar)
+                if condition is not None:
+                    _check_condition(condition, _current(raw, h, info.key), info.key)
+                old = _sidecar_data(raw, h)
                 os.replace(shard / tmp_name, sidecar)       # the commit point
                 try:
                     b.index.upsert((kbytes, info.size, info.etag, info.last_modified))
@@ -387,7 +393,8 @@ class FSObjectStore(MultipartMixin):
             raise StorageError(f"{bucket}/{key}: too many concurrent overwrites while opening")
         return await asyncio.to_thread(run)
 
-    async def delete_object(self, bucket: str, key: str) -> bool:
+    async def delete_object(self, bucket: str, key: str, *,
+                            condition: WriteCondition | None = None) -> bool:
         kbytes = encode_key(key)
 
         def run() -> bool:
@@ -396,6 +403,8 @@ class FSObjectStore(MultipartMixin):
             sidecar = b.paths.sidecar(h)
             with b.lock:
                 raw = read_bytes(sidecar)
+                if condition is not None:
+                    _check_condition(condition, _current(raw, h, key), key)
                 if raw is None:
                     return False
                 old = _sidecar_data(raw, h)
@@ -434,6 +443,29 @@ class FSObjectStore(MultipartMixin):
 
 def _row_info(row: IndexRow) -> ObjectInfo:
     return ObjectInfo(key=row[0].decode("utf-8"), size=row[1], etag=row[2], last_modified=row[3])
+
+
+def _current(raw: bytes | None, h: str, key: str) -> ObjectInfo | None:
+    """The key's committed record from its sidecar bytes (None: absent)."""
+    if raw is None:
+        return None
+    info = decode_object(raw, h)[0]
+    if info.key != key:
+        raise CorruptRecord(f"sidecar {h} holds another key")
+    return info
+
+
+def _check_condition(cond: WriteCondition, current: ObjectInfo | None, key: str) -> None:
+    """Raise unless ``cond`` holds for ``current``; the order is WriteCondition's."""
+    if cond.expect_state and state_token(current) != cond.state:
+        raise ConditionalConflict(key)
+    if cond.if_none_match and current is not None:
+        raise PreconditionFailed("If-None-Match")
+    if cond.if_match is not None:
+        if current is None:
+            raise NoSuchKey(key)
+        if cond.if_match != "*" and cond.if_match != current.etag:
+            raise PreconditionFailed("If-Match")
 
 
 def _sidecar_data(raw: bytes | None, h: str) -> list[str]:

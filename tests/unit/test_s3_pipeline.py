@@ -51,6 +51,7 @@ REQUESTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "DeleteObject": ("DELETE", f"/{BUCKET}/k", {}),
     "DeleteObjects": ("POST", f"/{BUCKET}?delete", {}),
     "GetObjectAcl": ("GET", f"/{BUCKET}/k?acl", {}),
+    "GetObjectAttributes": ("GET", f"/{BUCKET}/k?attributes", {}),
     "PutObjectAcl": ("PUT", f"/{BUCKET}/k?acl", {}),
     "GetBucketAcl": ("GET", f"/{BUCKET}?acl", {}),
     "PutBucketAcl": ("PUT", f"/{BUCKET}?acl", {}),
