@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from kms.audit import read_trail, trail_files
+from tests.wire.clients import raw_request
 from tests.wire.conftest import make_client
 from tests.wire.server import Server, start_server
 
@@ -40,24 +40,6 @@ def srv(tmp_path_factory) -> Server:
     s = start_server(tmp_path_factory.mktemp("audit-bounds") / "data")
     yield s
     s.stop()
-
-
-def _raw(srv: Server, method: str, path: str, headers: dict[str, str], body: bytes = b"",
-         extra: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[int, dict[str, str], bytes]:
-    """Send one HTTP/1.1 request byte for byte (``extra`` headers go out unencoded)."""
-    lines = [f"{method} {path} HTTP/1.1".encode()]
-    lines += [f"{k}: {v}".encode() for k, v in headers.items()]
-    lines += [k + b": " + v for k, v in extra]
-    lines += [b"Content-Length: %d" % len(body), b"Connection: close"]
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
-        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, payload = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    hdrs = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-    return int(status_line.split()[1]), hdrs, payload
 
 
 def _signed(srv: Server, service: str, method: str, path: str, body: bytes = b"",
@@ -94,7 +76,7 @@ def test_schedule_key_deletion_with_a_non_utf8_user_agent(srv):
     headers = _signed(srv, "kms", "POST", "/", body, {
         "Content-Type": "application/x-amz-json-1.1",
         "X-Amz-Target": "TrentService.ScheduleKeyDeletion"})
-    status, hdrs, payload = _raw(srv, "POST", "/", headers, body,
+    status, hdrs, payload = raw_request(srv, "POST", "/", headers, body,
                                  extra=((b"User-Agent", BAD_UA),))
     assert status == 200, payload
     assert json.loads(payload)["KeyState"] == "PendingDeletion"
@@ -111,7 +93,7 @@ def test_delete_object_with_a_non_utf8_user_agent(srv):
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="victim", Body=b"data")
     headers = _signed(srv, "s3", "DELETE", f"/{bucket}/victim")
-    status, hdrs, payload = _raw(srv, "DELETE", f"/{bucket}/victim", headers,
+    status, hdrs, payload = raw_request(srv, "DELETE", f"/{bucket}/victim", headers,
                                  extra=((b"User-Agent", BAD_UA),))
     assert status == 204, payload
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
@@ -137,7 +119,7 @@ def test_unauthenticated_failures_are_bounded_and_rate_limited(srv):
                                 f"{amz_date[:8]}/us-east-1/s3/aws4_request, "
                                 f"SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={'0' * 64}"}
     for _ in range(60):
-        status, _, payload = _raw(srv, "GET", "/some-bucket/k", headers,
+        status, _, payload = raw_request(srv, "GET", "/some-bucket/k", headers,
                                   extra=((b"User-Agent", b"u" * 4000),))
         assert status == 403 and b"InvalidAccessKeyId" in payload
     grown = _trail_bytes(srv) - before
@@ -159,7 +141,7 @@ def test_flood_summary_is_written_at_shutdown(tmp_path):
     s = start_server(tmp_path / "data")
     try:
         for _ in range(25):
-            status, _, _ = _raw(s, "PUT", "/b/k", {"Host": f"127.0.0.1:{s.port}"})
+            status, _, _ = raw_request(s, "PUT", "/b/k", {"Host": f"127.0.0.1:{s.port}"})
             assert status in (403, 404)              # anonymous, no such bucket: refused
     finally:
         s.stop()                                     # SIGTERM: the final digest flushes

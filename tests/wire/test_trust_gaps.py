@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 
 import pytest
@@ -22,6 +21,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from kms.audit import read_trail
+from tests.wire.clients import raw_request
 from tests.wire.clients import error_code
 from tests.wire.conftest import make_client
 from tests.wire.server import Server, start_server
@@ -70,23 +70,6 @@ def _records(srv: Server, intents: bool = False) -> list[dict]:
     return read_trail(srv.data_dir / "audit", intents=intents)
 
 
-def _raw(srv: Server, method: str, path: str, headers: dict[str, str], body: bytes = b"",
-         extra: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[int, dict[str, str], bytes]:
-    lines = [f"{method} {path} HTTP/1.1".encode()]
-    lines += [f"{k}: {v}".encode() for k, v in headers.items()]
-    lines += [k + b": " + v for k, v in extra]
-    lines += [b"Content-Length: %d" % len(body), b"Connection: close"]
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
-        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, payload = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    hdrs = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-    return int(status_line.split()[1]), hdrs, payload
-
-
 # -- IAM state changes: intent before commit ------------------------------------------------
 
 def test_iam_create_user_with_a_non_utf8_user_agent_has_intent_then_outcome(srv, iam):
@@ -98,7 +81,7 @@ def test_iam_create_user_with_a_non_utf8_user_agent_has_intent_then_outcome(srv,
     SigV4Auth(Credentials(srv.access_key, srv.secret_key), "iam", "us-east-1").add_auth(req)
     headers = {"Host": f"127.0.0.1:{srv.port}"}
     headers.update({k: v for k, v in req.headers.items() if k.lower() != "host"})
-    status, hdrs, payload = _raw(srv, "POST", "/", headers, body,
+    status, hdrs, payload = raw_request(srv, "POST", "/", headers, body,
                                  extra=((b"User-Agent", BAD_UA),))
     assert status == 200, payload
     assert iam.get_user(UserName=name)["User"]["UserName"] == name
