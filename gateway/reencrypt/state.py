@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage.fs.atomic import write_atomic
+
 __all__ = ["STATE_FORMAT", "ReencryptError", "Target", "RunState"]
 
 STATE_FORMAT = "coffer-reencrypt-state/1"
@@ -71,17 +73,8 @@ class RunState:
 
     def save(self, path: Path) -> None:
         """Replace ``path`` atomically and durably (temp file, fsync, rename, fsync dir)."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            f.write(json.dumps(self.doc(), indent=1).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, json.dumps(self.doc(), indent=1).encode(),
+                     f".{path.name}.{os.getpid()}.tmp")
 
     @classmethod
     def load(cls, path: Path, fresh: RunState) -> RunState:
