@@ -8,7 +8,7 @@ import re
 from aiohttp import web
 
 from gateway.auth.payload import read_body
-from gateway.s3.common import S3Call, storage_error, xml_response
+from gateway.s3.common import S3Call, head_call_object, storage_error, xml_response
 from gateway.regions import region_allowed
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import iso8601, parse, render, text_of
@@ -143,12 +143,7 @@ async def get_acl(call: S3Call) -> web.StreamResponse:
     """The owner has FULL_CONTROL; Coffer has no ACLs beyond that (policies come later)."""
     info = call.info
     if call.op.key is not None:
-        try:
-            await call.store.head_object(call.bucket, call.key)
-        except se.NoSuchKey as exc:
-            raise await call.authz.missing_key(call.key) from exc
-        except se.StorageError as exc:
-            raise storage_error(exc, call.bucket, call.key) from exc
+        await head_call_object(call)
     owner = {"ID": info.owner, "DisplayName": info.owner}
     body = render("AccessControlPolicy", {
         "Owner": owner,

@@ -32,9 +32,10 @@ from gateway.s3.operations import S3Operation
 from gateway.s3.rfc2047 import decode_value, encode_value
 from gateway.s3.tagset import TAGS_META, parse_tagging_header
 from gateway.s3.xml import http_date
+from storage import errors as se
 from storage.base import BucketInfo, ObjectInfo, ObjectStore
 
-__all__ = ["S3Call", "storage_error", "meta_from_headers", "object_headers", "quote_etag",
+__all__ = ["S3Call", "storage_error", "head_call_object", "meta_from_headers", "object_headers", "quote_etag",
            "parse_etag", "xml_response", "USER_META_LIMIT"]
 
 USER_META_LIMIT = 2048          # bytes of x-amz-meta-* names + values (S3 user-defined metadata)
@@ -81,6 +82,17 @@ class S3Call:
     def account(self) -> str:
         assert not self.principal.anonymous
         return self.principal.account_id
+
+
+async def head_call_object(call: S3Call) -> ObjectInfo:
+    """The record of the call's object. A missing key is NoSuchKey only to callers allowed
+    s3:ListBucket (the stage decides: ``call.authz.missing_key``), AccessDenied otherwise."""
+    try:
+        return await call.store.head_object(call.bucket, call.key)
+    except se.NoSuchKey as exc:
+        raise await call.authz.missing_key(call.key) from exc
+    except se.StorageError as exc:
+        raise storage_error(exc, call.bucket, call.key) from exc
 
 
 def _text(name: str, value: str) -> str:

@@ -27,12 +27,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.s3 import mpu_checksums as mc
-from gateway.s3.common import S3Call, storage_error, xml_response
+from gateway.s3.common import S3Call, head_call_object, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import http_date, render
 from gateway.sse.envelope import needs_key_for_checksums, readable_checksums
 from gateway.sse.headers import SSE_C, parse_customer_key
-from storage import errors as se
 from storage.base import ObjectInfo
 
 __all__ = ["HANDLERS", "parse_attributes", "parse_part_paging"]
@@ -103,12 +102,7 @@ async def get_object_attributes(call: S3Call) -> web.StreamResponse:
     if version not in (None, "null"):
         raise S3Error("InvalidArgument", "Invalid version id specified",
                       ArgumentName="versionId", ArgumentValue=version[:64])
-    try:
-        info = await call.store.head_object(call.bucket, call.key)
-    except se.NoSuchKey as exc:
-        raise await call.authz.missing_key(call.key) from exc
-    except se.StorageError as exc:
-        raise storage_error(exc, call.bucket, call.key) from exc
+    info = await head_call_object(call)
     record = info.meta.get("sse")
     customer = parse_customer_key(headers)
     if record is None and customer is not None:

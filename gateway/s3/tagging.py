@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from gateway.auth.payload import read_body
-from gateway.s3.common import S3Call, storage_error, xml_response
+from gateway.s3.common import S3Call, head_call_object, storage_error, xml_response
 from gateway.s3.errors import S3Error
 from gateway.s3.tagset import (EXISTING_TAG_OPERATIONS, MAX_BUCKET_TAGS, TAGS_META,
                                existing_tag_conditions, parse_tagging_xml, render_tagging,
@@ -80,15 +80,6 @@ async def prefetch(request: web.Request, op, auth, store, bucket_exists: bool) -
 
 # -- handlers ---------------------------------------------------------------------------------
 
-async def _object_info(call: S3Call):
-    try:
-        return await call.store.head_object(call.bucket, call.key)
-    except se.NoSuchKey as exc:
-        raise await call.authz.missing_key(call.key) from exc
-    except se.StorageError as exc:
-        raise storage_error(exc, call.bucket, call.key) from exc
-
-
 async def _set_object_tags(call: S3Call, tags: dict[str, str] | None) -> None:
     try:
         await call.store.update_object_meta(call.bucket, call.key, {TAGS_META: tags})
@@ -99,7 +90,7 @@ async def _set_object_tags(call: S3Call, tags: dict[str, str] | None) -> None:
 
 
 async def get_object_tagging(call: S3Call) -> web.StreamResponse:
-    info = await _object_info(call)
+    info = await head_call_object(call)
     return xml_response(render_tagging(info.meta.get(TAGS_META) or {}))
 
 
