@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any
 from xml.sax.saxutils import escape
 
-__all__ = ["IAM_NS", "STS_NS", "render_result", "render_error", "iso8601"]
+__all__ = ["IAM_NS", "STS_NS", "render_result", "iso8601"]
 
 IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -39,11 +39,3 @@ def render_result(action: str, result: dict[str, Any] | None, request_id: str,
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{action}Response xmlns="{namespace}">'
             f"{body}<ResponseMetadata><RequestId>{escape(request_id)}</RequestId>"
             f"</ResponseMetadata></{action}Response>").encode()
-
-
-def render_error(code: str, message: str, request_id: str, *, sender: bool = True,
-                 namespace: str = IAM_NS) -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse xmlns="{namespace}">'
-            f"<Error><Type>{'Sender' if sender else 'Receiver'}</Type>"
-            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
-            f"<RequestId>{escape(request_id)}</RequestId></ErrorResponse>").encode()
