@@ -69,7 +69,12 @@ def new_id() -> str:
 
 
 def new_upload_id() -> str:
-    return secrets.token_urlsafe(24)   # 32 url-safe characters
+    """32 url-safe characters, never starting with "-": command lines take an id that starts
+    with one for an option (aws s3api ... --upload-id -x... fails 1 time in 64)."""
+    while True:
+        upload_id = secrets.token_urlsafe(24)
+        if not upload_id.startswith("-"):
+            return upload_id
 
 
 def check_bucket_name(name: str) -> str:
